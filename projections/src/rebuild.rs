@@ -1,0 +1,284 @@
+//! Rebuilding a projection into shadow tables and swapping them in
+//! atomically (SPEC section 7, DESIGN D4).
+//!
+//! The shadow copy lives in its own schema, `shadow_<projection>`, created
+//! `LIKE` the live tables (columns, defaults, constraints, indexes). The
+//! projection's own code fills it unchanged: the batch transactions set
+//! `search_path` to the shadow schema first. Each shadow batch commits with
+//! its progress in the checkpoint row, so a stopped rebuild resumes where it
+//! was. The final transaction drains what is left, drops the live tables,
+//! moves the shadow tables into `public` and installs the new checkpoint and
+//! version: readers see the old tables until that commit and the new ones
+//! after it, never a mix.
+//!
+//! This is the one module that builds SQL from identifiers; every identifier
+//! comes from a projection's validated name or table list.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::projection::{is_valid_name, Projection};
+use crate::runtime::{ensure_checkpoint, release_lead, try_lead, RuntimeOptions, EVENTS_CHANNEL};
+use crate::store::{self, LogPosition};
+
+/// How a rebuild call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebuildOutcome {
+    /// The shadow tables were swapped in; `events` were folded into them.
+    Completed { events: u64 },
+    /// Stopped on request after some batches; the next rebuild resumes.
+    Stopped { events: u64 },
+}
+
+/// Progress callback: `(events folded so far, events in the log)`.
+pub type Progress<'a> = dyn FnMut(u64, u64) + Send + 'a;
+
+fn shadow_schema(projection: &dyn Projection) -> anyhow::Result<String> {
+    let name = projection.name();
+    if !is_valid_name(name) || !projection.tables().iter().all(|t| is_valid_name(t)) {
+        bail!("projection {name:?} has a name or table that is not a safe identifier");
+    }
+    Ok(format!("shadow_{name}"))
+}
+
+async fn rebuild_checkpoint(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<LogPosition>> {
+    let row: (Option<i64>, Option<i64>) = sqlx::query_as(
+        "select rebuild_transaction_id, rebuild_position from projection_checkpoints where name = $1",
+    )
+    .bind(name)
+    .fetch_one(conn)
+    .await?;
+    Ok(match row {
+        (Some(transaction_id), Some(position)) => Some(LogPosition {
+            transaction_id,
+            position,
+        }),
+        _ => None,
+    })
+}
+
+async fn schema_exists(conn: &mut PgConnection, schema: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from pg_namespace where nspname = $1)")
+        .bind(schema)
+        .fetch_one(conn)
+        .await
+}
+
+async fn count_events_through(conn: &mut PgConnection, through: Option<LogPosition>) -> sqlx::Result<u64> {
+    let count: i64 = match through {
+        None => sqlx::query_scalar("select count(*) from events").fetch_one(conn).await?,
+        Some(at) => {
+            sqlx::query_scalar(
+                "select count(*) from events where (transaction_id, global_position) <= ($1::text::xid8, $2)",
+            )
+            .bind(at.transaction_id.to_string())
+            .bind(at.position)
+            .fetch_one(conn)
+            .await?
+        }
+    };
+    Ok(count.max(0) as u64)
+}
+
+/// Creates empty shadow tables and records a rebuild starting at the
+/// beginning of the log.
+async fn start_shadow(conn: &mut PgConnection, projection: &dyn Projection, schema: &str) -> anyhow::Result<()> {
+    let mut tx = conn.begin().await?;
+    sqlx::query(&format!("drop schema if exists \"{schema}\" cascade"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("create schema \"{schema}\""))
+        .execute(&mut *tx)
+        .await?;
+    for table in projection.tables() {
+        sqlx::query(&format!(
+            "create table \"{schema}\".\"{table}\" (like public.\"{table}\" including all)"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "update projection_checkpoints \
+         set rebuild_transaction_id = 0, rebuild_position = 0, rebuild_requested = false, \
+             status = 'rebuilding', updated_at = now() \
+         where name = $1",
+    )
+    .bind(projection.name())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Rebuilds `projection` on `conn`, which must lead it. Resumes a rebuild
+/// that was stopped. `stop_after_batches` stops (as a crash would) after
+/// that many shadow batches; tests and tooling use it.
+pub async fn rebuild_on(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    options: &RuntimeOptions,
+    progress: &mut Progress<'_>,
+    stop_after_batches: Option<usize>,
+) -> anyhow::Result<RebuildOutcome> {
+    let name = projection.name();
+    let schema = shadow_schema(projection)?;
+    ensure_checkpoint(conn, projection).await?;
+    let mut checkpoint = match rebuild_checkpoint(conn, name).await? {
+        Some(checkpoint) if schema_exists(conn, &schema).await? => checkpoint,
+        _ => {
+            start_shadow(conn, projection, &schema).await?;
+            LogPosition::START
+        }
+    };
+    tracing::info!(projection = name, from = ?checkpoint, "rebuilding projection into shadow tables");
+    let total = count_events_through(conn, None).await?;
+    let mut done = if checkpoint == LogPosition::START {
+        0
+    } else {
+        count_events_through(conn, Some(checkpoint)).await?
+    };
+    progress(done, total);
+
+    let mut batches = 0usize;
+    loop {
+        let mut tx = conn.begin().await?;
+        sqlx::query(&format!("set local search_path to \"{schema}\", public"))
+            .execute(&mut *tx)
+            .await?;
+        let events = store::read_settled(&mut tx, checkpoint, options.rebuild_batch_size).await?;
+        let Some(last) = events.last().map(|event| event.log_position()) else {
+            tx.rollback().await?;
+            break;
+        };
+        projection
+            .apply(&mut tx, &events)
+            .await
+            .with_context(|| format!("projection {name} failed rebuilding a batch ending at {last:?}"))?;
+        sqlx::query(
+            "update projection_checkpoints \
+             set rebuild_transaction_id = $2, rebuild_position = $3, updated_at = now() \
+             where name = $1",
+        )
+        .bind(name)
+        .bind(last.transaction_id)
+        .bind(last.position)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        checkpoint = last;
+        done += events.len() as u64;
+        progress(done, total.max(done));
+        batches += 1;
+        if stop_after_batches == Some(batches) {
+            return Ok(RebuildOutcome::Stopped { events: done });
+        }
+        if (events.len() as i64) < options.rebuild_batch_size {
+            break;
+        }
+    }
+
+    // The swap: drain the tail and exchange the tables in one transaction.
+    let mut tx = conn.begin().await?;
+    sqlx::query("select 1 from projection_checkpoints where name = $1 for update")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("set local search_path to \"{schema}\", public"))
+        .execute(&mut *tx)
+        .await?;
+    loop {
+        let events = store::read_settled(&mut tx, checkpoint, options.rebuild_batch_size).await?;
+        let Some(last) = events.last().map(|event| event.log_position()) else {
+            break;
+        };
+        projection.apply(&mut tx, &events).await?;
+        checkpoint = last;
+        done += events.len() as u64;
+    }
+    sqlx::query("set local search_path to public")
+        .execute(&mut *tx)
+        .await?;
+    for table in projection.tables() {
+        sqlx::query(&format!("drop table public.\"{table}\""))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("alter table \"{schema}\".\"{table}\" set schema public"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(&format!("drop schema \"{schema}\""))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "update projection_checkpoints \
+         set version = $2, last_transaction_id = $3, last_position = $4, events_applied = $5, \
+             rebuild_transaction_id = null, rebuild_position = null, rebuild_requested = false, \
+             status = 'running', last_error = null, updated_at = now() \
+         where name = $1",
+    )
+    .bind(name)
+    .bind(projection.version())
+    .bind(checkpoint.transaction_id)
+    .bind(checkpoint.position)
+    .bind(done as i64)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    progress(done, total.max(done));
+    tracing::info!(projection = name, events = done, "projection rebuilt and swapped in");
+    Ok(RebuildOutcome::Completed { events: done })
+}
+
+/// Rebuilds `projection` from a tool (the CLI): directly when no process
+/// leads it, otherwise by asking the leader and following its progress.
+pub async fn rebuild_now(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    options: &RuntimeOptions,
+    progress: &mut Progress<'_>,
+) -> anyhow::Result<RebuildOutcome> {
+    let name = projection.name();
+    let mut conn = pool.acquire().await?.detach();
+    ensure_checkpoint(&mut conn, projection).await?;
+    if try_lead(&mut conn, name).await? {
+        let outcome = rebuild_on(&mut conn, projection, options, progress, None).await;
+        release_lead(&mut conn, name).await?;
+        conn.close().await?;
+        return outcome;
+    }
+    sqlx::query(
+        "update projection_checkpoints set rebuild_requested = true, updated_at = now() where name = $1",
+    )
+    .bind(name)
+    .execute(&mut conn)
+    .await?;
+    sqlx::query("select pg_notify($1, '')")
+        .bind(EVENTS_CHANNEL)
+        .execute(&mut conn)
+        .await?;
+    tracing::info!(projection = name, "another process leads this projection; asked it to rebuild");
+    let total = count_events_through(&mut conn, None).await?;
+    let mut started = false;
+    loop {
+        let (requested, in_progress, applied): (bool, bool, i64) = sqlx::query_as(
+            "select rebuild_requested, rebuild_position is not null, events_applied \
+             from projection_checkpoints where name = $1",
+        )
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await?;
+        if in_progress {
+            started = true;
+            let at = rebuild_checkpoint(&mut conn, name).await?;
+            progress(count_events_through(&mut conn, at).await?, total);
+        } else if !requested && (started || applied > 0 || total == 0) {
+            conn.close().await?;
+            return Ok(RebuildOutcome::Completed {
+                events: applied.max(0) as u64,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,370 @@
+//! The projector runtime: one leader loop per projection (DESIGN D4).
+//!
+//! Leadership is a session-level advisory lock held on a dedicated
+//! connection, and every batch is applied **on that same connection**: if the
+//! connection dies the lock goes with it and no further batch can commit, so
+//! a process that lost leadership cannot keep applying. The checkpoint row is
+//! also locked `FOR UPDATE` in each batch transaction, which serializes two
+//! appliers even if the lock were somehow bypassed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::projection::{is_valid_name, Projection};
+use crate::rebuild;
+use crate::store::{self, LogPosition};
+
+/// The NOTIFY channel the `events` trigger signals on every append.
+pub const EVENTS_CHANNEL: &str = "sentryops_events";
+
+/// Tuning of the runtime; the defaults suit production.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Events per live batch transaction.
+    pub batch_size: i64,
+    /// Events per rebuild batch transaction.
+    pub rebuild_batch_size: i64,
+    /// Polling fallback when no notification arrives.
+    pub poll_interval: Duration,
+    /// Retry interval while committed events wait behind an open transaction.
+    pub settle_retry: Duration,
+    /// How often a standby retries to take leadership.
+    pub standby_interval: Duration,
+    /// Pause after a failed batch before trying again.
+    pub error_backoff: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            rebuild_batch_size: 5000,
+            poll_interval: Duration::from_millis(500),
+            settle_retry: Duration::from_millis(5),
+            standby_interval: Duration::from_secs(1),
+            error_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Runs the projections of one process. Cheap to clone.
+#[derive(Clone)]
+pub struct ProjectionRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    projections: Vec<Arc<dyn Projection>>,
+    options: RuntimeOptions,
+    /// The last checkpoint this process committed, per projection.
+    progress: HashMap<&'static str, watch::Sender<LogPosition>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The outcome of one catch-up pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Events applied in this pass.
+    pub applied: u64,
+    /// Where the checkpoint stands now.
+    pub checkpoint: LogPosition,
+    /// Committed events exist past the checkpoint that are not settled yet.
+    pub unsettled: bool,
+    /// The checkpoint row asks for a rebuild (requested, in progress, or a
+    /// stored version older than the code's).
+    pub rebuild_due: bool,
+}
+
+impl ProjectionRuntime {
+    /// A runtime for `projections`; nothing runs until [`Self::start`].
+    ///
+    /// # Panics
+    /// When a projection name is not a safe identifier or is used twice:
+    /// both are programming errors caught by any test.
+    pub fn new(pool: PgPool, projections: Vec<Arc<dyn Projection>>, options: RuntimeOptions) -> Self {
+        let mut progress = HashMap::new();
+        for projection in &projections {
+            assert!(
+                is_valid_name(projection.name()),
+                "invalid projection name {:?}",
+                projection.name()
+            );
+            let previous = progress.insert(projection.name(), watch::channel(LogPosition::START).0);
+            assert!(previous.is_none(), "duplicate projection {}", projection.name());
+        }
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                projections,
+                options,
+                progress,
+                shutdown: watch::channel(false).0,
+                tasks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The projections this runtime serves.
+    pub fn projections(&self) -> &[Arc<dyn Projection>] {
+        &self.inner.projections
+    }
+
+    /// Starts one leader loop per projection.
+    pub async fn start(&self) {
+        let mut tasks = self.inner.tasks.lock().await;
+        for projection in &self.inner.projections {
+            let inner = Arc::clone(&self.inner);
+            let projection = Arc::clone(projection);
+            tasks.push(tokio::spawn(async move { lead(inner, projection).await }));
+        }
+    }
+
+    /// Stops every loop and waits for them; leadership locks are released as
+    /// their connections close. A batch in flight is rolled back.
+    pub async fn stop(&self) {
+        self.inner.shutdown.send_replace(true);
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().await);
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until every projection has passed `target`, at most `timeout`.
+    /// Returns whether they did. Works whichever process leads a projection:
+    /// the local progress is checked first, the database on a short tick.
+    pub async fn wait_for(&self, target: LogPosition, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        for projection in &self.inner.projections {
+            let mut progress = self.inner.progress[projection.name()].subscribe();
+            loop {
+                if *progress.borrow_and_update() >= target {
+                    break;
+                }
+                if let Ok(Some(stored)) = stored_checkpoint(&self.inner.pool, projection.name()).await {
+                    if stored >= target {
+                        break;
+                    }
+                }
+                tokio::select! {
+                    _ = progress.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = tokio::time::sleep_until(deadline) => return false,
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The checkpoint stored for `name`, if its row exists.
+pub async fn stored_checkpoint(pool: &PgPool, name: &str) -> sqlx::Result<Option<LogPosition>> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "select last_transaction_id, last_position from projection_checkpoints where name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(transaction_id, position)| LogPosition {
+        transaction_id,
+        position,
+    }))
+}
+
+/// The advisory-lock key of a projection, derived in SQL so every process
+/// and every tool agrees on it.
+pub(crate) const LOCK_KEY_SQL: &str = "hashtextextended('sentryops.projection.' || $1, 0)";
+
+/// Tries to take leadership of `name` on `conn` without waiting.
+pub async fn try_lead(conn: &mut PgConnection, name: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(&format!("select pg_try_advisory_lock({LOCK_KEY_SQL})"))
+        .bind(name)
+        .fetch_one(conn)
+        .await
+}
+
+/// Gives leadership of `name` back.
+pub async fn release_lead(conn: &mut PgConnection, name: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(&format!("select pg_advisory_unlock({LOCK_KEY_SQL})"))
+        .bind(name)
+        .fetch_one(conn)
+        .await
+}
+
+/// Creates the checkpoint row of a projection if it is new: a new projection
+/// starts at the beginning of the log with the code's version.
+pub async fn ensure_checkpoint(conn: &mut PgConnection, projection: &dyn Projection) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into projection_checkpoints (name, version) values ($1, $2) \
+         on conflict (name) do nothing",
+    )
+    .bind(projection.name())
+    .bind(projection.version())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn lead(inner: Arc<Inner>, projection: Arc<dyn Projection>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    while !*shutdown.borrow_and_update() {
+        if let Err(error) = lead_once(&inner, projection.as_ref(), &mut shutdown).await {
+            tracing::error!(
+                projection = projection.name(),
+                error = format!("{error:#}"),
+                "projection runner failed; retrying"
+            );
+            record_failure(&inner.pool, projection.name(), &error).await;
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(inner.options.error_backoff) => {}
+            }
+        }
+    }
+}
+
+async fn record_failure(pool: &PgPool, name: &str, error: &anyhow::Error) {
+    let message: String = format!("{error:#}").chars().take(1000).collect();
+    let result = sqlx::query(
+        "update projection_checkpoints set status = 'failed', last_error = $2, updated_at = now() \
+         where name = $1",
+    )
+    .bind(name)
+    .bind(message)
+    .execute(pool)
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(projection = name, %error, "could not record the projection failure");
+    }
+}
+
+/// One leadership term: take the lock, then catch up whenever woken, until
+/// shutdown (`Ok`) or an error (the connection, and so the lock, is dropped).
+async fn lead_once(
+    inner: &Inner,
+    projection: &dyn Projection,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let name = projection.name();
+    let mut conn = inner.pool.acquire().await?.detach();
+    while !try_lead(&mut conn, name).await? {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(conn.close().await?),
+            _ = tokio::time::sleep(inner.options.standby_interval) => {}
+        }
+    }
+    tracing::info!(projection = name, "took projection leadership");
+    let mut listener = PgListener::connect_with(&inner.pool).await?;
+    listener.listen(EVENTS_CHANNEL).await?;
+    ensure_checkpoint(&mut conn, projection).await?;
+    let progress = &inner.progress[name];
+    loop {
+        let pass = catch_up(&mut conn, projection, inner.options.batch_size, |checkpoint| {
+            progress.send_replace(checkpoint);
+        })
+        .await?;
+        if pass.rebuild_due {
+            rebuild::rebuild_on(&mut conn, projection, &inner.options, &mut |_, _| {}, None)
+                .await
+                .context("rebuild")?;
+            if let Some(checkpoint) = stored_checkpoint(&inner.pool, name).await? {
+                progress.send_replace(checkpoint);
+            }
+            continue;
+        }
+        let wait = if pass.unsettled {
+            inner.options.settle_retry
+        } else {
+            inner.options.poll_interval
+        };
+        tokio::select! {
+            _ = shutdown.changed() => {
+                drop(listener);
+                return Ok(conn.close().await?);
+            }
+            notification = listener.recv() => { notification?; }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Applies every settled event past the live checkpoint, batch by batch,
+/// each batch and its checkpoint in one transaction. The caller must lead
+/// the projection on `conn`.
+pub async fn catch_up(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    batch_size: i64,
+    mut on_commit: impl FnMut(LogPosition),
+) -> anyhow::Result<CatchUp> {
+    let name = projection.name();
+    let mut applied = 0u64;
+    loop {
+        let mut tx = conn.begin().await?;
+        let row: Option<(i64, i64, i32, bool, bool)> = sqlx::query_as(
+            "select last_transaction_id, last_position, version, rebuild_requested, \
+                    rebuild_position is not null \
+             from projection_checkpoints where name = $1 for update",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (transaction_id, position, stored_version, requested, in_progress) =
+            row.with_context(|| format!("no checkpoint row for projection {name}"))?;
+        let checkpoint = LogPosition {
+            transaction_id,
+            position,
+        };
+        let rebuild_due = requested || in_progress || stored_version < projection.version();
+        if rebuild_due {
+            tx.rollback().await?;
+            return Ok(CatchUp {
+                applied,
+                checkpoint,
+                unsettled: false,
+                rebuild_due,
+            });
+        }
+        let events = store::read_settled(&mut tx, checkpoint, batch_size).await?;
+        let Some(last) = events.last().map(|event| event.log_position()) else {
+            tx.rollback().await?;
+            let unsettled = store::has_unsettled_after(conn, checkpoint).await?;
+            return Ok(CatchUp {
+                applied,
+                checkpoint,
+                unsettled,
+                rebuild_due: false,
+            });
+        };
+        projection
+            .apply(&mut tx, &events)
+            .await
+            .with_context(|| format!("projection {name} failed on a batch ending at {last:?}"))?;
+        sqlx::query(
+            "update projection_checkpoints \
+             set last_transaction_id = $2, last_position = $3, \
+                 events_applied = events_applied + $4, status = 'running', last_error = null, \
+                 updated_at = now() \
+             where name = $1",
+        )
+        .bind(name)
+        .bind(last.transaction_id)
+        .bind(last.position)
+        .bind(events.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        applied += events.len() as u64;
+        on_commit(last);
+    }
+}

@@ -1,0 +1,188 @@
+//! Configuration from the environment (SPEC section 8). `.env` is read when
+//! present; `.env.example` lists every variable with a safe placeholder.
+//! Secrets are wrapped in [`Secret`] so that they never reach a log line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// A value that must never be logged or returned. `Debug` prints a
+/// placeholder; the value is reachable only through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Argon2id cost parameters (OWASP: m = 19 MiB, t = 2, p = 1).
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordHashing {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes allowed to run at once on the blocking pool: a login flood
+    /// queues here instead of starving the runtime.
+    pub max_concurrent: usize,
+}
+
+/// Credentials of the bootstrap admin created on first start.
+#[derive(Debug, Clone)]
+pub struct BootstrapAdmin {
+    pub email: String,
+    pub password: Secret,
+}
+
+/// The service configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// PostgreSQL connection string (may hold a password).
+    pub database_url: Secret,
+    pub database_max_connections: u32,
+    /// Address the API listens on; port 0 picks a free port.
+    pub bind_addr: SocketAddr,
+    /// Static admin bearer token accepted until the identity issue lands.
+    pub admin_token: Option<Secret>,
+    /// Origins allowed by CORS; empty means no cross-origin access.
+    pub cors_allowed_origins: Vec<String>,
+    /// `SENTRYOPS_ENV=production` turns on HSTS.
+    pub production: bool,
+    /// `json` (default) or `pretty`.
+    pub log_format: String,
+    pub otlp_endpoint: Option<String>,
+    /// `/ready` fails when a projection is further behind than this.
+    pub ready_max_lag_events: i64,
+    pub request_timeout: Duration,
+    /// How long a command waits for its read models before answering.
+    pub read_your_writes_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub password_hashing: PasswordHashing,
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match var(name) {
+        Some(value) => value
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} is not valid")),
+        None => Ok(default),
+    }
+}
+
+impl Config {
+    /// Reads `.env` (if present) and the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let _ = dotenvy::dotenv();
+        let database_url = var("DATABASE_URL").context("DATABASE_URL is not set")?;
+        let admin_token = var("SENTRYOPS_ADMIN_TOKEN").map(Secret::new);
+        if let Some(token) = &admin_token {
+            if token.expose().len() < 24 {
+                bail!("SENTRYOPS_ADMIN_TOKEN must be at least 24 characters");
+            }
+        }
+        let bootstrap_admin = match (
+            var("SENTRYOPS_BOOTSTRAP_ADMIN_EMAIL"),
+            var("SENTRYOPS_BOOTSTRAP_ADMIN_PASSWORD"),
+        ) {
+            (Some(email), Some(password)) => Some(BootstrapAdmin {
+                email,
+                password: Secret::new(password),
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            database_url: Secret::new(database_url),
+            database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 20)?,
+            bind_addr: parsed("SENTRYOPS_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            admin_token,
+            cors_allowed_origins: var("CORS_ALLOWED_ORIGINS")
+                .map(|value| {
+                    value
+                        .split(',')
+                        .map(|origin| origin.trim().to_string())
+                        .filter(|origin| !origin.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            production: var("SENTRYOPS_ENV").as_deref() == Some("production"),
+            log_format: var("LOG_FORMAT").unwrap_or_else(|| "json".into()),
+            otlp_endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            ready_max_lag_events: parsed("READY_MAX_LAG_EVENTS", 10_000)?,
+            request_timeout: Duration::from_secs(parsed("REQUEST_TIMEOUT_SECONDS", 30)?),
+            read_your_writes_timeout: Duration::from_millis(parsed("READ_YOUR_WRITES_TIMEOUT_MS", 2000)?),
+            max_body_bytes: parsed("MAX_BODY_BYTES", 1024 * 1024)?,
+            password_hashing: PasswordHashing {
+                memory_kib: parsed("ARGON2_MEMORY_KIB", 19 * 1024)?,
+                iterations: parsed("ARGON2_ITERATIONS", 2)?,
+                parallelism: parsed("ARGON2_PARALLELISM", 1)?,
+                max_concurrent: parsed("ARGON2_MAX_CONCURRENT", 2)?,
+            },
+            bootstrap_admin,
+        })
+    }
+
+    /// A configuration for tests: the given database, port 0, a fixed admin
+    /// token and cheap password hashing.
+    pub fn for_tests(database_url: &str, admin_token: &str) -> Self {
+        Self {
+            database_url: Secret::new(database_url),
+            database_max_connections: 10,
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: Some(Secret::new(admin_token)),
+            cors_allowed_origins: vec!["https://console.example.test".into()],
+            production: false,
+            log_format: "json".into(),
+            otlp_endpoint: None,
+            ready_max_lag_events: 10_000,
+            request_timeout: Duration::from_secs(30),
+            read_your_writes_timeout: Duration::from_secs(5),
+            max_body_bytes: 1024 * 1024,
+            password_hashing: PasswordHashing {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+                max_concurrent: 2,
+            },
+            bootstrap_admin: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("hunter2-hunter2");
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        let config = Config::for_tests("postgres://u:pw-123@h/db", "token-token-token-token-1");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("pw-123"), "{printed}");
+        assert!(!printed.contains("token-token"), "{printed}");
+    }
+}

@@ -1,0 +1,67 @@
+//! Bootstrap admin and demo data, both created through commands so they are
+//! events like everything else.
+
+use sentryops_events::{EventMetadata, Role};
+
+use crate::config::Secret;
+use crate::domain::user::{Email, FullName};
+use crate::http::error::ApiError;
+use crate::http::users::{register, NewUser};
+use crate::http::AppState;
+
+/// The demo password of every demo user. Documented in the README as demo
+/// credentials to change; never used unless `--demo` is given.
+pub const DEMO_PASSWORD: &str = "SentryOps-demo-2026";
+
+/// The demo accounts: one per role.
+pub const DEMO_USERS: [(&str, &str, Role); 4] = [
+    ("admin@sentryops.local", "Demo Admin", Role::Admin),
+    ("operator@sentryops.local", "Demo Operator", Role::Operator),
+    ("viewer@sentryops.local", "Demo Viewer", Role::Viewer),
+    ("auditor@sentryops.local", "Demo Auditor", Role::Auditor),
+];
+
+/// Registers a user unless one with that email exists. Returns whether it
+/// was created.
+async fn register_once(
+    state: &AppState,
+    email: &str,
+    full_name: &str,
+    role: Role,
+    password: Secret,
+) -> anyhow::Result<bool> {
+    let new_user = NewUser {
+        email: Email::parse(email).map_err(|reason| anyhow::anyhow!("{email}: {reason}"))?,
+        full_name: FullName::parse(full_name).map_err(|reason| anyhow::anyhow!("{full_name}: {reason}"))?,
+        password,
+        role,
+        mfa_enabled: false,
+    };
+    match register(state, new_user, EventMetadata::system()).await {
+        Ok(_) => Ok(true),
+        Err(ApiError::Conflict(_)) => Ok(false),
+        Err(error) => Err(anyhow::anyhow!("registering {email}: {error}")),
+    }
+}
+
+/// Creates the bootstrap admin from the environment on first start.
+pub async fn ensure_bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
+    if let Some(admin) = &state.config.bootstrap_admin {
+        if register_once(state, &admin.email, "Bootstrap Admin", Role::Admin, admin.password.clone()).await? {
+            tracing::info!("created the bootstrap admin");
+        }
+    }
+    Ok(())
+}
+
+/// Loads the demo data (idempotent).
+pub async fn load(state: &AppState) -> anyhow::Result<()> {
+    let mut created = 0;
+    for (email, name, role) in DEMO_USERS {
+        if register_once(state, email, name, role, Secret::new(DEMO_PASSWORD)).await? {
+            created += 1;
+        }
+    }
+    tracing::info!(created, "demo data loaded");
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! The user aggregate. Registration only, for now; login and sessions come
+//! with the identity issue (SPEC section 2).
+//!
+//! A user's aggregate id is derived from the normalized email, so "one
+//! account per email" holds under concurrency through the event store's
+//! optimistic concurrency, not through a read model that can be stale.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use sentryops_events::user::{Role, UserEvent, AGGREGATE_TYPE};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Namespace of user ids (UUIDv5 over the normalized email).
+const USER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x9b1f_36c4_7e0a_4d52_b8e1_2c6f_5a09_d3e7);
+
+/// A syntactically valid, normalized email address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Trims and lowercases; refuses what cannot be an address.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let email = raw.trim().to_lowercase();
+        let valid = email.len() <= 254
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && matches!(email.split_once('@'), Some((local, domain))
+                if !local.is_empty() && domain.contains('.') && !domain.contains('@')
+                    && !domain.starts_with('.') && !domain.ends_with('.'));
+        if valid {
+            Ok(Self(email))
+        } else {
+            Err("must be a valid email address")
+        }
+    }
+
+    /// The normalized address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id of the user registered with this email.
+    pub fn user_id(&self) -> Uuid {
+        Uuid::new_v5(&USER_ID_NAMESPACE, self.0.as_bytes())
+    }
+}
+
+/// A display name: 1 to 200 characters once trimmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullName(String);
+
+impl FullName {
+    /// Trims; refuses empty, over-long or control characters.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            Err("must be 1 to 200 characters")
+        } else {
+            Ok(Self(name.to_string()))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Commands on a user.
+#[derive(Debug, Clone)]
+pub enum UserCommand {
+    /// Creates the account. The password arrives already hashed: hashing is
+    /// slow and belongs on the blocking pool, not in the aggregate.
+    RegisterUser {
+        email: Email,
+        full_name: FullName,
+        role: Role,
+        password_hash: String,
+        mfa_enabled: bool,
+    },
+}
+
+/// Why a user command was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("a user with this email already exists")]
+    EmailTaken,
+}
+
+/// The user aggregate's state: only what its decisions need.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct User {
+    user_id: Option<Uuid>,
+    role: Option<Role>,
+}
+
+impl Aggregate for User {
+    const TYPE: &'static str = AGGREGATE_TYPE;
+    type Command = UserCommand;
+    type Event = UserEvent;
+    type Error = UserError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        match command {
+            UserCommand::RegisterUser {
+                email,
+                full_name,
+                role,
+                password_hash,
+                mfa_enabled,
+            } => {
+                if self.user_id.is_some() {
+                    return Err(UserError::EmailTaken);
+                }
+                let event = UserEvent::UserRegistered {
+                    user_id: email.user_id(),
+                    email: email.as_str().to_string(),
+                    full_name: full_name.as_str().to_string(),
+                    role,
+                    password_hash,
+                    mfa_enabled,
+                    registered_at: OffsetDateTime::now_utc(),
+                };
+                sink.write(event, self).await;
+                Ok(())
+            }
+        }
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            UserEvent::UserRegistered { user_id, role, .. } => {
+                self.user_id = Some(user_id);
+                self.role = Some(role);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    fn register(email: &str) -> UserCommand {
+        UserCommand::RegisterUser {
+            email: Email::parse(email).expect("valid"),
+            full_name: FullName::parse("Ada Lovelace").expect("valid"),
+            role: Role::Operator,
+            password_hash: "$argon2id$hash".into(),
+            mfa_enabled: true,
+        }
+    }
+
+    fn registered(email: &str) -> UserEvent {
+        let email = Email::parse(email).expect("valid");
+        UserEvent::UserRegistered {
+            user_id: email.user_id(),
+            email: email.as_str().into(),
+            full_name: "Ada Lovelace".into(),
+            role: Role::Operator,
+            password_hash: "$argon2id$hash".into(),
+            mfa_enabled: true,
+            registered_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn given_nothing_when_registering_then_the_user_is_registered() {
+        let events = TestFramework::<User>::with(())
+            .given_no_previous_events()
+            .when(register("Ada@Example.com "))
+            .inspect_result()
+            .expect("accepted");
+        let [UserEvent::UserRegistered {
+            user_id,
+            email,
+            role,
+            mfa_enabled,
+            ..
+        }] = events.as_slice()
+        else {
+            panic!("expected one UserRegistered, got {events:?}");
+        };
+        assert_eq!(email, "ada@example.com");
+        assert_eq!(*user_id, Email::parse("ada@example.com").expect("valid").user_id());
+        assert_eq!(*role, Role::Operator);
+        assert!(*mfa_enabled);
+    }
+
+    #[test]
+    fn given_a_registered_user_when_registering_again_then_email_taken() {
+        TestFramework::<User>::with(())
+            .given(vec![registered("ada@example.com")])
+            .when(register("ada@example.com"))
+            .then_expect_error(UserError::EmailTaken);
+    }
+
+    #[test]
+    fn emails_are_normalized_and_validated() {
+        assert_eq!(Email::parse(" A@B.io ").expect("valid").as_str(), "a@b.io");
+        for bad in ["", "a", "a@b", "@b.io", "a b@c.io", "a@b.io.", "a@@b.io"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn full_names_are_bounded() {
+        assert!(FullName::parse("  ").is_err());
+        assert!(FullName::parse(&"x".repeat(201)).is_err());
+        assert_eq!(FullName::parse(" Ada ").expect("valid").as_str(), "Ada");
+    }
+}

@@ -1,0 +1,165 @@
+//! The REST API: shared state, the route table and the middleware stack.
+//!
+//! One module per resource; each exposes handlers whose signatures state
+//! their authentication floor through an extractor.
+
+pub mod audit;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod response;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use sentryops_projections::{LogPosition, ProjectionRuntime};
+use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::domain::Commands;
+use crate::password::Passwords;
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<AppStateInner>,
+}
+
+/// The shared parts of [`AppState`].
+pub struct AppStateInner {
+    pub config: Config,
+    pub pool: PgPool,
+    pub commands: Commands,
+    pub runtime: ProjectionRuntime,
+    pub passwords: Passwords,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: AppStateInner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Read-your-writes (DESIGN D4): waits, bounded, until every read model
+    /// has passed `position`. On timeout the answer goes out anyway and the
+    /// lag is logged; the client may briefly read stale data.
+    pub async fn await_read_models(&self, position: LogPosition) -> bool {
+        let caught_up = self
+            .runtime
+            .wait_for(position, self.config.read_your_writes_timeout)
+            .await;
+        if !caught_up {
+            tracing::warn!(position = position.position, "read models lag behind a command");
+        }
+        caught_up
+    }
+}
+
+/// The API routes, without middleware.
+fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/api/v1/audit", get(audit::list_all))
+        .route("/api/v1/audit/{entity_type}/{entity_id}", get(audit::list_entity))
+        .route("/api/v1/users", get(users::list).post(users::create))
+}
+
+/// The full application: routes plus the middleware stack, outermost first:
+/// request id, tracing, security headers, CORS, the error envelope, panic
+/// catching, timeout, body limit.
+pub fn router(state: AppState) -> Router {
+    let config = &state.config;
+    let request_id = HeaderName::from_static("x-request-id");
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!(
+            "http.request",
+            http.method = %request.method(),
+            http.path = %request.uri().path(),
+            request_id = %request_id,
+        )
+    });
+    let mut security_headers = vec![
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+        ),
+    ];
+    if config.production {
+        security_headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        ));
+    }
+    let origins: Vec<HeaderValue> = config
+        .cors_allowed_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            request_id.clone(),
+        ])
+        .expose_headers([
+            header::ETAG,
+            request_id.clone(),
+            HeaderName::from_static("x-event-position"),
+        ])
+        .max_age(Duration::from_secs(600));
+
+    let mut app = routes()
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(error::render_error_envelope))
+        .layer(cors);
+    for (name, value) in security_headers {
+        app = app.layer(SetResponseHeaderLayer::overriding(name, value));
+    }
+    app.layer(trace)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}

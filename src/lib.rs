@@ -1,0 +1,16 @@
+//! SentryOps: a self-hosted IT operations command center, event-sourced
+//! with CQRS read models on PostgreSQL.
+//!
+//! See `docs/ARCHITECTURE.md` for the bird's-eye view. The event vocabulary
+//! is in the `sentryops-events` crate, the projector runtime and read models
+//! in `sentryops-projections`; this crate holds the command side
+//! ([`domain`]), the REST API ([`http`]), configuration, start-up and the CLI.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod password;
+pub mod startup;
+pub mod telemetry;

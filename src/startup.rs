@@ -1,0 +1,119 @@
+//! Building and running the service: pool, migrations, projections,
+//! bootstrap data and the HTTP listener. Tests build it with port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use sentryops_projections::{ProjectionRuntime, RuntimeOptions, MIGRATOR};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::domain::Commands;
+use crate::http::{self, AppState, AppStateInner};
+use crate::password::Passwords;
+
+/// Connects to PostgreSQL.
+pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(config.database_max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(config.database_url.expose())
+        .await
+        .context("cannot connect to PostgreSQL (check DATABASE_URL)")
+}
+
+/// Applies every pending migration.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("migrations failed")
+}
+
+/// A built service, listening, with its projections running.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects, migrates, starts the projections, creates the bootstrap
+    /// admin when configured, and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = connect(&config).await?;
+        migrate(&pool).await?;
+        let runtime = ProjectionRuntime::new(
+            pool.clone(),
+            sentryops_projections::all(),
+            RuntimeOptions::default(),
+        );
+        runtime.start().await;
+        let passwords = Passwords::new(config.password_hashing)?;
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
+        let state = AppState::new(AppStateInner {
+            commands: Commands::new(pool.clone()),
+            config,
+            pool,
+            runtime,
+            passwords,
+        });
+        crate::demo::ensure_bootstrap_admin(&state).await?;
+        Ok(Self { listener, state })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The shared state (tests use it to drive commands directly).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops the projections.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let app = http::router(self.state.clone());
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")?;
+        self.state.runtime.stop().await;
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
