@@ -77,7 +77,9 @@ pub struct Config {
 }
 
 fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
 }
 
 fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
@@ -133,7 +135,10 @@ impl Config {
             otlp_endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT"),
             ready_max_lag_events: parsed("READY_MAX_LAG_EVENTS", 10_000)?,
             request_timeout: Duration::from_secs(parsed("REQUEST_TIMEOUT_SECONDS", 30)?),
-            read_your_writes_timeout: Duration::from_millis(parsed("READ_YOUR_WRITES_TIMEOUT_MS", 2000)?),
+            read_your_writes_timeout: Duration::from_millis(parsed(
+                "READ_YOUR_WRITES_TIMEOUT_MS",
+                2000,
+            )?),
             max_body_bytes: parsed("MAX_BODY_BYTES", 1024 * 1024)?,
             password_hashing: PasswordHashing {
                 memory_kib: parsed("ARGON2_MEMORY_KIB", 19 * 1024)?,

@@ -32,7 +32,8 @@ async fn register_once(
 ) -> anyhow::Result<bool> {
     let new_user = NewUser {
         email: Email::parse(email).map_err(|reason| anyhow::anyhow!("{email}: {reason}"))?,
-        full_name: FullName::parse(full_name).map_err(|reason| anyhow::anyhow!("{full_name}: {reason}"))?,
+        full_name: FullName::parse(full_name)
+            .map_err(|reason| anyhow::anyhow!("{full_name}: {reason}"))?,
         password,
         role,
         mfa_enabled: false,
@@ -47,7 +48,15 @@ async fn register_once(
 /// Creates the bootstrap admin from the environment on first start.
 pub async fn ensure_bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     if let Some(admin) = &state.config.bootstrap_admin {
-        if register_once(state, &admin.email, "Bootstrap Admin", Role::Admin, admin.password.clone()).await? {
+        if register_once(
+            state,
+            &admin.email,
+            "Bootstrap Admin",
+            Role::Admin,
+            admin.password.clone(),
+        )
+        .await?
+        {
             tracing::info!("created the bootstrap admin");
         }
     }

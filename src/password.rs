@@ -22,8 +22,13 @@ pub struct Passwords {
 impl Passwords {
     /// A hasher with the configured cost and concurrency bound.
     pub fn new(config: PasswordHashing) -> anyhow::Result<Self> {
-        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
-            .map_err(|error| anyhow::anyhow!("invalid Argon2 parameters: {error}"))?;
+        let params = Params::new(
+            config.memory_kib,
+            config.iterations,
+            config.parallelism,
+            None,
+        )
+        .map_err(|error| anyhow::anyhow!("invalid Argon2 parameters: {error}"))?;
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
@@ -86,7 +91,10 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
         let passwords = cheap();
-        let hash = passwords.hash(&Secret::new("correct horse")).await.expect("hashes");
+        let hash = passwords
+            .hash(&Secret::new("correct horse"))
+            .await
+            .expect("hashes");
         assert!(hash.starts_with("$argon2id$"));
         assert!(passwords.verify(&Secret::new("correct horse"), &hash).await);
         assert!(!passwords.verify(&Secret::new("wrong horse"), &hash).await);
@@ -95,8 +103,16 @@ mod tests {
     #[tokio::test]
     async fn a_malformed_hash_verifies_as_false() {
         let passwords = cheap();
-        for garbage in ["", "$argon2id$", "not a hash", "$argon2id$v=19$m=1,t=1,p=1$$"] {
-            assert!(!passwords.verify(&Secret::new("x"), garbage).await, "{garbage}");
+        for garbage in [
+            "",
+            "$argon2id$",
+            "not a hash",
+            "$argon2id$v=19$m=1,t=1,p=1$$",
+        ] {
+            assert!(
+                !passwords.verify(&Secret::new("x"), garbage).await,
+                "{garbage}"
+            );
         }
     }
 }

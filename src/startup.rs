@@ -81,7 +81,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops the projections.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let app = http::router(self.state.clone());
         axum::serve(
             self.listener,

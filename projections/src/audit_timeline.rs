@@ -71,11 +71,10 @@ impl Projection for AuditTimeline {
                     .as_ref()
                     .map_or(event.recorded_at, |metadata| metadata.occurred_at),
             );
-            columns.actor_id.push(
-                metadata
-                    .as_ref()
-                    .map_or_else(|| "unknown".to_string(), |metadata| metadata.actor.to_string()),
-            );
+            columns.actor_id.push(metadata.as_ref().map_or_else(
+                || "unknown".to_string(),
+                |metadata| metadata.actor.to_string(),
+            ));
             columns.action.push(facts.action);
             columns.entity_type.push(event.aggregate_type.clone());
             columns.entity_id.push(event.aggregate_id.clone());
@@ -83,8 +82,12 @@ impl Projection for AuditTimeline {
             columns.after.push(facts.after);
             let metadata = metadata.as_ref();
             columns.source_ip.push(metadata.and_then(|m| m.ip.clone()));
-            columns.user_agent.push(metadata.and_then(|m| m.user_agent.clone()));
-            columns.request_id.push(metadata.and_then(|m| m.request_id.clone()));
+            columns
+                .user_agent
+                .push(metadata.and_then(|m| m.user_agent.clone()));
+            columns
+                .request_id
+                .push(metadata.and_then(|m| m.request_id.clone()));
             columns
                 .correlation_id
                 .push(metadata.and_then(|m| m.correlation_id.clone()));

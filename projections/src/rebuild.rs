@@ -43,7 +43,10 @@ fn shadow_schema(projection: &dyn Projection) -> anyhow::Result<String> {
     Ok(format!("shadow_{name}"))
 }
 
-async fn rebuild_checkpoint(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<LogPosition>> {
+async fn rebuild_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+) -> sqlx::Result<Option<LogPosition>> {
     let row: (Option<i64>, Option<i64>) = sqlx::query_as(
         "select rebuild_transaction_id, rebuild_position from projection_checkpoints where name = $1",
     )
@@ -66,7 +69,10 @@ async fn schema_exists(conn: &mut PgConnection, schema: &str) -> sqlx::Result<bo
         .await
 }
 
-async fn count_events_through(conn: &mut PgConnection, through: Option<LogPosition>) -> sqlx::Result<u64> {
+async fn count_events_through(
+    conn: &mut PgConnection,
+    through: Option<LogPosition>,
+) -> sqlx::Result<u64> {
     let count: i64 = match through {
         None => sqlx::query_scalar("select count(*) from events").fetch_one(conn).await?,
         Some(at) => {
@@ -84,7 +90,11 @@ async fn count_events_through(conn: &mut PgConnection, through: Option<LogPositi
 
 /// Creates empty shadow tables and records a rebuild starting at the
 /// beginning of the log.
-async fn start_shadow(conn: &mut PgConnection, projection: &dyn Projection, schema: &str) -> anyhow::Result<()> {
+async fn start_shadow(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    schema: &str,
+) -> anyhow::Result<()> {
     let mut tx = conn.begin().await?;
     sqlx::query(&format!("drop schema if exists \"{schema}\" cascade"))
         .execute(&mut *tx)
@@ -152,10 +162,9 @@ pub async fn rebuild_on(
             tx.rollback().await?;
             break;
         };
-        projection
-            .apply(&mut tx, &events)
-            .await
-            .with_context(|| format!("projection {name} failed rebuilding a batch ending at {last:?}"))?;
+        projection.apply(&mut tx, &events).await.with_context(|| {
+            format!("projection {name} failed rebuilding a batch ending at {last:?}")
+        })?;
         sqlx::query(
             "update projection_checkpoints \
              set rebuild_transaction_id = $2, rebuild_position = $3, updated_at = now() \
@@ -204,9 +213,11 @@ pub async fn rebuild_on(
         sqlx::query(&format!("drop table public.\"{table}\""))
             .execute(&mut *tx)
             .await?;
-        sqlx::query(&format!("alter table \"{schema}\".\"{table}\" set schema public"))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "alter table \"{schema}\".\"{table}\" set schema public"
+        ))
+        .execute(&mut *tx)
+        .await?;
     }
     sqlx::query(&format!("drop schema \"{schema}\""))
         .execute(&mut *tx)
@@ -227,7 +238,11 @@ pub async fn rebuild_on(
     .await?;
     tx.commit().await?;
     progress(done, total.max(done));
-    tracing::info!(projection = name, events = done, "projection rebuilt and swapped in");
+    tracing::info!(
+        projection = name,
+        events = done,
+        "projection rebuilt and swapped in"
+    );
     Ok(RebuildOutcome::Completed { events: done })
 }
 
@@ -258,7 +273,10 @@ pub async fn rebuild_now(
         .bind(EVENTS_CHANNEL)
         .execute(&mut conn)
         .await?;
-    tracing::info!(projection = name, "another process leads this projection; asked it to rebuild");
+    tracing::info!(
+        projection = name,
+        "another process leads this projection; asked it to rebuild"
+    );
     let total = count_events_through(&mut conn, None).await?;
     let mut started = false;
     loop {

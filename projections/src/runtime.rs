@@ -91,7 +91,11 @@ impl ProjectionRuntime {
     /// # Panics
     /// When a projection name is not a safe identifier or is used twice:
     /// both are programming errors caught by any test.
-    pub fn new(pool: PgPool, projections: Vec<Arc<dyn Projection>>, options: RuntimeOptions) -> Self {
+    pub fn new(
+        pool: PgPool,
+        projections: Vec<Arc<dyn Projection>>,
+        options: RuntimeOptions,
+    ) -> Self {
         let mut progress = HashMap::new();
         for projection in &projections {
             assert!(
@@ -100,7 +104,11 @@ impl ProjectionRuntime {
                 projection.name()
             );
             let previous = progress.insert(projection.name(), watch::channel(LogPosition::START).0);
-            assert!(previous.is_none(), "duplicate projection {}", projection.name());
+            assert!(
+                previous.is_none(),
+                "duplicate projection {}",
+                projection.name()
+            );
         }
         Self {
             inner: Arc::new(Inner {
@@ -151,7 +159,9 @@ impl ProjectionRuntime {
                 if *progress.borrow_and_update() >= target {
                     break;
                 }
-                if let Ok(Some(stored)) = stored_checkpoint(&self.inner.pool, projection.name()).await {
+                if let Ok(Some(stored)) =
+                    stored_checkpoint(&self.inner.pool, projection.name()).await
+                {
                     if stored >= target {
                         break;
                     }
@@ -203,7 +213,10 @@ pub async fn release_lead(conn: &mut PgConnection, name: &str) -> sqlx::Result<b
 
 /// Creates the checkpoint row of a projection if it is new: a new projection
 /// starts at the beginning of the log with the code's version.
-pub async fn ensure_checkpoint(conn: &mut PgConnection, projection: &dyn Projection) -> sqlx::Result<()> {
+pub async fn ensure_checkpoint(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+) -> sqlx::Result<()> {
     sqlx::query(
         "insert into projection_checkpoints (name, version) values ($1, $2) \
          on conflict (name) do nothing",
@@ -269,9 +282,14 @@ async fn lead_once(
     ensure_checkpoint(&mut conn, projection).await?;
     let progress = &inner.progress[name];
     loop {
-        let pass = catch_up(&mut conn, projection, inner.options.batch_size, |checkpoint| {
-            progress.send_replace(checkpoint);
-        })
+        let pass = catch_up(
+            &mut conn,
+            projection,
+            inner.options.batch_size,
+            |checkpoint| {
+                progress.send_replace(checkpoint);
+            },
+        )
         .await?;
         if pass.rebuild_due {
             rebuild::rebuild_on(&mut conn, projection, &inner.options, &mut |_, _| {}, None)

@@ -87,7 +87,9 @@ pub async fn status(
             stored_version: row.as_ref().map(|r| r.0),
             checkpoint,
             events_applied: row.as_ref().map_or(0, |r| r.3),
-            status: row.as_ref().map_or_else(|| "idle".to_string(), |r| r.4.clone()),
+            status: row
+                .as_ref()
+                .map_or_else(|| "idle".to_string(), |r| r.4.clone()),
             last_error: row.as_ref().and_then(|r| r.5.clone()),
             lag_events,
             lag_seconds: lag_seconds.unwrap_or(0.0).max(0.0),

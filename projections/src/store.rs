@@ -83,7 +83,10 @@ pub async fn read_settled(
 
 /// Whether committed events after `after` exist that are not yet settled
 /// (an older transaction is still open somewhere in the cluster).
-pub async fn has_unsettled_after(conn: &mut PgConnection, after: LogPosition) -> sqlx::Result<bool> {
+pub async fn has_unsettled_after(
+    conn: &mut PgConnection,
+    after: LogPosition,
+) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "select exists (select 1 from events \
          where (transaction_id, global_position) > ($1::text::xid8, $2))",

@@ -22,13 +22,15 @@ pub async fn export(pool: &PgPool, after: i64, format: ExportFormat) -> anyhow::
     let mut cursor = if after <= 0 {
         LogPosition::START
     } else {
-        let transaction_id: Option<i64> =
-            sqlx::query_scalar("select transaction_id::text::bigint from events where global_position = $1")
-                .bind(after)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let transaction_id: Option<i64> = sqlx::query_scalar(
+            "select transaction_id::text::bigint from events where global_position = $1",
+        )
+        .bind(after)
+        .fetch_optional(&mut *conn)
+        .await?;
         LogPosition {
-            transaction_id: transaction_id.with_context(|| format!("no event at position {after}"))?,
+            transaction_id: transaction_id
+                .with_context(|| format!("no event at position {after}"))?,
             position: after,
         }
     };
@@ -39,12 +41,13 @@ pub async fn export(pool: &PgPool, after: i64, format: ExportFormat) -> anyhow::
     .bind(cursor.position)
     .fetch_one(&mut *conn)
     .await?;
-    let bar = ProgressBar::with_draw_target(Some(total.max(0) as u64), ProgressDrawTarget::stderr())
-        .with_style(
-            ProgressStyle::with_template("[{bar:40}] {pos}/{len} events ({per_sec})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+    let bar =
+        ProgressBar::with_draw_target(Some(total.max(0) as u64), ProgressDrawTarget::stderr())
+            .with_style(
+                ProgressStyle::with_template("[{bar:40}] {pos}/{len} events ({per_sec})")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
     let stdout = std::io::stdout();
     let out = std::io::BufWriter::new(stdout.lock());
     let mut sink = match format {

@@ -119,7 +119,9 @@ pub async fn run() -> anyhow::Result<()> {
             full_name,
             role,
         }) => create_user(config, &email, &full_name, &role).await,
-        Command::Projections(ProjectionsCommand::Status { json }) => projection_status(config, json).await,
+        Command::Projections(ProjectionsCommand::Status { json }) => {
+            projection_status(config, json).await
+        }
         Command::Projections(ProjectionsCommand::Rebuild(args)) => rebuild(config, args).await,
         Command::Events(EventsCommand::Export { after, format }) => {
             let pool = startup::connect(&config).await?;
@@ -151,10 +153,17 @@ fn read_new_password() -> anyhow::Result<Secret> {
     Ok(Secret::new(line.trim_end_matches(['\r', '\n'])))
 }
 
-async fn create_user(config: Config, email: &str, full_name: &str, role: &str) -> anyhow::Result<()> {
+async fn create_user(
+    config: Config,
+    email: &str,
+    full_name: &str,
+    role: &str,
+) -> anyhow::Result<()> {
     let email = Email::parse(email).map_err(|reason| anyhow::anyhow!("--email {reason}"))?;
-    let full_name = FullName::parse(full_name).map_err(|reason| anyhow::anyhow!("--full-name {reason}"))?;
-    let role = Role::parse(role).context("--role must be one of viewer, operator, admin, auditor")?;
+    let full_name =
+        FullName::parse(full_name).map_err(|reason| anyhow::anyhow!("--full-name {reason}"))?;
+    let role =
+        Role::parse(role).context("--role must be one of viewer, operator, admin, auditor")?;
     let password = read_new_password()?;
     if !(8..=1024).contains(&password.expose().chars().count()) {
         bail!("the password must be 8 to 1024 characters");
@@ -215,7 +224,10 @@ async fn projection_status(config: Config, json: bool) -> anyhow::Result<()> {
             status
                 .stored_version
                 .map_or_else(|| "-".to_string(), |v| v.to_string()),
-            format!("{}/{}", status.checkpoint.transaction_id, status.checkpoint.position),
+            format!(
+                "{}/{}",
+                status.checkpoint.transaction_id, status.checkpoint.position
+            ),
             status.lag_events,
             status.lag_seconds,
             status.status,
@@ -262,9 +274,11 @@ async fn rebuild(config: Config, args: RebuildArgs) -> anyhow::Result<()> {
     let options = RuntimeOptions::default();
     for projection in selected {
         let bar = ProgressBar::new(0).with_style(
-            ProgressStyle::with_template("{prefix:>16} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix:>16} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(projection.name());
         let outcome = rebuild_now(&pool, projection.as_ref(), &options, &mut |done, total| {
@@ -275,7 +289,10 @@ async fn rebuild(config: Config, args: RebuildArgs) -> anyhow::Result<()> {
         bar.finish();
         match outcome {
             RebuildOutcome::Completed { events } => {
-                eprintln!("{}: rebuilt from {events} events and swapped in", projection.name())
+                eprintln!(
+                    "{}: rebuilt from {events} events and swapped in",
+                    projection.name()
+                )
             }
             RebuildOutcome::Stopped { events } => {
                 eprintln!("{}: stopped after {events} events", projection.name())

@@ -190,7 +190,10 @@ mod tests {
             panic!("expected one UserRegistered, got {events:?}");
         };
         assert_eq!(email, "ada@example.com");
-        assert_eq!(*user_id, Email::parse("ada@example.com").expect("valid").user_id());
+        assert_eq!(
+            *user_id,
+            Email::parse("ada@example.com").expect("valid").user_id()
+        );
         assert_eq!(*role, Role::Operator);
         assert!(*mfa_enabled);
     }

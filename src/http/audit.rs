@@ -114,16 +114,18 @@ async fn list(state: &AppState, query: AuditQuery) -> Result<Answer<Page<AuditEn
     .fetch_all(&state.pool)
     .await
     .map_err(ApiError::internal)?;
-    let total: i64 = sqlx::query_scalar(&format!("select count(*) from audit_timeline where {FILTERS}"))
-        .bind(&query.entity_type)
-        .bind(&query.entity_id)
-        .bind(&query.actor_id)
-        .bind(&query.action)
-        .bind(query.from)
-        .bind(query.to)
-        .fetch_one(&state.pool)
-        .await
-        .map_err(ApiError::internal)?;
+    let total: i64 = sqlx::query_scalar(&format!(
+        "select count(*) from audit_timeline where {FILTERS}"
+    ))
+    .bind(&query.entity_type)
+    .bind(&query.entity_id)
+    .bind(&query.actor_id)
+    .bind(&query.action)
+    .bind(query.from)
+    .bind(query.to)
+    .fetch_one(&state.pool)
+    .await
+    .map_err(ApiError::internal)?;
     let next_cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(|entry| entry.event_position.to_string()))
         .flatten();

@@ -215,9 +215,9 @@ impl<E: DomainError> From<AggregateError<E>> for ApiError {
     fn from(error: AggregateError<E>) -> Self {
         match error {
             AggregateError::UserError(error) => error.to_api_error(),
-            AggregateError::AggregateConflict => ApiError::Conflict(
-                "the resource was changed concurrently; reload and retry".into(),
-            ),
+            AggregateError::AggregateConflict => {
+                ApiError::Conflict("the resource was changed concurrently; reload and retry".into())
+            }
             AggregateError::DatabaseConnectionError(error) => {
                 tracing::error!(%error, "event store unreachable");
                 ApiError::Unavailable
@@ -241,11 +241,12 @@ pub async fn render_error_envelope(request: Request, next: Next) -> Response {
         Some(body) => body,
         // A handler that answers an error with its own JSON body (`/ready`'s
         // 503) meant it; everything else gets the envelope.
-        None if (status.is_client_error() || status.is_server_error())
-            && !is_json(&response) =>
-        {
+        None if (status.is_client_error() || status.is_server_error()) && !is_json(&response) => {
             if status.is_server_error() {
-                tracing::error!(status = status.as_u16(), "request failed without an ApiError");
+                tracing::error!(
+                    status = status.as_u16(),
+                    "request failed without an ApiError"
+                );
             }
             ErrorBody {
                 code: code_for_status(status),

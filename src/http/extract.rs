@@ -63,7 +63,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
         Ok(Self {
             ip,
             user_agent: header(&parts.headers, "user-agent"),
-            correlation_id: header(&parts.headers, "x-correlation-id").or_else(|| request_id.clone()),
+            correlation_id: header(&parts.headers, "x-correlation-id")
+                .or_else(|| request_id.clone()),
             request_id,
         })
     }
@@ -82,7 +83,10 @@ pub struct Admin {
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let presented = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

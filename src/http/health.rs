@@ -16,14 +16,22 @@ pub async fn health() -> Json<serde_json::Value> {
 /// `GET /ready`: the database answers and no projection is further behind
 /// than `READY_MAX_LAG_EVENTS`.
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let not_ready = || (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready" }))).into_response();
-    let statuses = match sentryops_projections::status::status(&state.pool, state.runtime.projections()).await {
-        Ok((statuses, _)) => statuses,
-        Err(error) => {
-            tracing::warn!(%error, "readiness check: database unreachable");
-            return not_ready();
-        }
+    let not_ready = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready" })),
+        )
+            .into_response()
     };
+    let statuses =
+        match sentryops_projections::status::status(&state.pool, state.runtime.projections()).await
+        {
+            Ok((statuses, _)) => statuses,
+            Err(error) => {
+                tracing::warn!(%error, "readiness check: database unreachable");
+                return not_ready();
+            }
+        };
     if let Some(lagging) = statuses
         .iter()
         .find(|status| status.lag_events > state.config.ready_max_lag_events)

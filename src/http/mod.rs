@@ -70,7 +70,10 @@ impl AppState {
             .wait_for(position, self.config.read_your_writes_timeout)
             .await;
         if !caught_up {
-            tracing::warn!(position = position.position, "read models lag behind a command");
+            tracing::warn!(
+                position = position.position,
+                "read models lag behind a command"
+            );
         }
         caught_up
     }
@@ -82,7 +85,10 @@ fn routes() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/api/v1/audit", get(audit::list_all))
-        .route("/api/v1/audit/{entity_type}/{entity_id}", get(audit::list_entity))
+        .route(
+            "/api/v1/audit/{entity_type}/{entity_id}",
+            get(audit::list_entity),
+        )
         .route("/api/v1/users", get(users::list).post(users::create))
 }
 
@@ -110,9 +116,15 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
         (
             HeaderName::from_static("permissions-policy"),
             HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),

@@ -65,9 +65,10 @@ impl CreateUser {
     /// Validates every field at once and reports all problems together.
     pub fn validate(self) -> Result<NewUser, ApiError> {
         let mut problems = Vec::new();
-        let email = Email::parse(&self.email).map_err(|reason| problems.push(("email", reason.to_string())));
-        let full_name =
-            FullName::parse(&self.full_name).map_err(|reason| problems.push(("full_name", reason.to_string())));
+        let email = Email::parse(&self.email)
+            .map_err(|reason| problems.push(("email", reason.to_string())));
+        let full_name = FullName::parse(&self.full_name)
+            .map_err(|reason| problems.push(("full_name", reason.to_string())));
         let length = self.password.chars().count();
         if !(8..=1024).contains(&length) {
             problems.push(("password", "must be 8 to 1024 characters".to_string()));
@@ -77,7 +78,10 @@ impl CreateUser {
             Some(raw) => Role::parse(raw),
         };
         if role.is_none() {
-            problems.push(("role", "must be one of viewer, operator, admin, auditor".to_string()));
+            problems.push((
+                "role",
+                "must be one of viewer, operator, admin, auditor".to_string(),
+            ));
         }
         match (email, full_name, role) {
             (Ok(email), Ok(full_name), Some(role)) if problems.is_empty() => Ok(NewUser {

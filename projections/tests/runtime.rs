@@ -1,0 +1,448 @@
+//! The projector runtime against a real PostgreSQL (issue 2, "Done when").
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use sentryops_projections::audit_timeline::AuditTimeline;
+use sentryops_projections::rebuild::{rebuild_on, RebuildOutcome};
+use sentryops_projections::runtime::{catch_up, stored_checkpoint, try_lead};
+use sentryops_projections::{LogPosition, Projection};
+use sqlx::{Connection, PgPool};
+
+async fn audit_positions(pool: &PgPool) -> Vec<i64> {
+    sqlx::query_scalar("select event_position from audit_timeline order by event_position")
+        .fetch_all(pool)
+        .await
+        .expect("read audit_timeline")
+}
+
+async fn log_position_of(pool: &PgPool, position: i64) -> LogPosition {
+    let transaction_id: i64 = sqlx::query_scalar(
+        "select transaction_id::text::bigint from events where global_position = $1",
+    )
+    .bind(position)
+    .fetch_one(pool)
+    .await
+    .expect("event exists");
+    LogPosition {
+        transaction_id,
+        position,
+    }
+}
+
+/// Done-when 1: an event whose transaction took a lower global_position but
+/// commits after a higher one is still projected.
+#[tokio::test]
+async fn a_late_committing_lower_position_is_still_projected() {
+    let db = fresh_db().await;
+    let runtime = runtime_for(&db.pool, Arc::new(AuditTimeline));
+    runtime.start().await;
+
+    let mut early = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let mut late = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let mut slow_tx = early.begin().await.expect("begin");
+    let low = append_raw(&mut slow_tx, "slow", 0).await;
+    let mut fast_tx = late.begin().await.expect("begin");
+    let high = append_raw(&mut fast_tx, "fast", 0).await;
+    assert!(low < high, "the slow transaction took the lower position");
+    fast_tx
+        .commit()
+        .await
+        .expect("commit the higher position first");
+
+    // The higher position is committed and visible, but the lower one is
+    // still in flight: the runner must not move past it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(audit_positions(&db.pool).await, Vec::<i64>::new());
+
+    slow_tx
+        .commit()
+        .await
+        .expect("commit the lower position last");
+    let target = log_position_of(&db.pool, high)
+        .await
+        .max(log_position_of(&db.pool, low).await);
+    assert!(runtime.wait_for(target, Duration::from_secs(10)).await);
+    assert_eq!(audit_positions(&db.pool).await, vec![low, high]);
+    runtime.stop().await;
+}
+
+/// DESIGN D3: a position-only checkpoint loses events under concurrent
+/// writers; ours must not lose one.
+#[tokio::test]
+async fn sixteen_concurrent_writers_lose_no_event() {
+    let db = fresh_db().await;
+    let runtime = runtime_for(&db.pool, Arc::new(AuditTimeline));
+    runtime.start().await;
+    let mut writers = Vec::new();
+    for writer in 0..16 {
+        let url = db.url.clone();
+        writers.push(tokio::spawn(async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            for sequence in 0..40 {
+                let mut tx = conn.begin().await.expect("begin");
+                append_raw(&mut tx, &format!("writer-{writer}"), sequence).await;
+                // Hold some transactions open so commits interleave out of
+                // position order.
+                if (sequence + writer) % 3 == 0 {
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+                tx.commit().await.expect("commit");
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer finished");
+    }
+    let positions = all_positions_in_order(&db.pool).await;
+    assert_eq!(positions.len(), 16 * 40);
+    let last = *positions.last().expect("events");
+    let target = log_position_of(&db.pool, last).await;
+    assert!(runtime.wait_for(target, Duration::from_secs(20)).await);
+    let mut expected = positions.clone();
+    expected.sort_unstable();
+    assert_eq!(audit_positions(&db.pool).await, expected);
+    runtime.stop().await;
+}
+
+/// Done-when 2a: a runner that fails mid-batch, and one stopped while a
+/// batch is in flight, neither lose nor double-apply an event once
+/// restarted.
+#[tokio::test]
+async fn a_runner_stopped_mid_batch_neither_loses_nor_doubles() {
+    let db = fresh_db().await;
+    let positions = append_many(&db.pool, "a", 45).await;
+
+    // A failure in the middle of the third batch rolls that batch back.
+    let failing = Counting::new("first");
+    failing.fail_at.store(positions[25], Ordering::SeqCst);
+    let runtime = runtime_for(&db.pool, failing.clone());
+    runtime.start().await;
+    eventually("the runner reports the failure", || async {
+        sqlx::query_scalar::<_, Option<String>>(
+            "select last_error from projection_checkpoints where name = 'counting'",
+        )
+        .fetch_optional(&db.pool)
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+        .is_some()
+    })
+    .await;
+    runtime.stop().await;
+    let applied = applied_positions(&db.pool).await;
+    assert_eq!(applied, positions[..20].to_vec(), "whole batches only");
+    let checkpoint = stored_checkpoint(&db.pool, "counting")
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(checkpoint.position, positions[19]);
+
+    // Restart, and stop it while a batch is in flight (stalled inside the
+    // transaction): the batch must roll back.
+    let stalling = Counting::new("second");
+    stalling.stall.store(true, Ordering::SeqCst);
+    let runtime = runtime_for(&db.pool, stalling.clone());
+    runtime.start().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    runtime.stop().await;
+    assert_eq!(applied_positions(&db.pool).await, positions[..20].to_vec());
+
+    // A healthy restart finishes the job exactly once.
+    let healthy = Counting::new("third");
+    let runtime = runtime_for(&db.pool, healthy);
+    runtime.start().await;
+    let target = log_position_of(&db.pool, *positions.last().expect("events")).await;
+    assert!(runtime.wait_for(target, Duration::from_secs(10)).await);
+    runtime.stop().await;
+    assert_eq!(
+        applied_positions(&db.pool).await,
+        all_positions_in_order(&db.pool).await
+    );
+}
+
+/// Done-when 2b: a rebuild stopped midway resumes without losing or
+/// doubling an event.
+#[tokio::test]
+async fn a_rebuild_stopped_midway_resumes_exactly_once() {
+    let db = fresh_db().await;
+    append_many(&db.pool, "a", 35).await;
+    let projection = Counting::new("live");
+    let mut conn = db.pool.acquire().await.expect("conn").detach();
+    assert!(try_lead(&mut conn, "counting").await.expect("lock"));
+    sentryops_projections::runtime::ensure_checkpoint(&mut conn, projection.as_ref())
+        .await
+        .expect("checkpoint row");
+    catch_up(&mut conn, projection.as_ref(), 10, |_| {})
+        .await
+        .expect("catch up");
+    assert_eq!(
+        applied_positions(&db.pool).await,
+        all_positions_in_order(&db.pool).await
+    );
+
+    let outcome = rebuild_on(
+        &mut conn,
+        projection.as_ref(),
+        &fast_options(),
+        &mut |_, _| {},
+        Some(2),
+    )
+    .await
+    .expect("first part of the rebuild");
+    assert_eq!(outcome, RebuildOutcome::Stopped { events: 20 });
+    // Events keep arriving while the rebuild is stopped.
+    append_many(&db.pool, "b", 7).await;
+    drop(conn);
+
+    let mut conn = db.pool.acquire().await.expect("conn").detach();
+    assert!(try_lead(&mut conn, "counting").await.expect("lock"));
+    let outcome = rebuild_on(
+        &mut conn,
+        projection.as_ref(),
+        &fast_options(),
+        &mut |_, _| {},
+        None,
+    )
+    .await
+    .expect("resumed rebuild");
+    assert_eq!(outcome, RebuildOutcome::Completed { events: 42 });
+    assert_eq!(
+        applied_positions(&db.pool).await,
+        all_positions_in_order(&db.pool).await
+    );
+}
+
+/// Done-when 3: two runtimes on one database never both apply the same
+/// projection, including across a leader change.
+#[tokio::test]
+async fn two_runtimes_never_both_apply() {
+    let db = fresh_db().await;
+    let first = runtime_for(&db.pool, Counting::new("first"));
+    let second = runtime_for(&db.pool, Counting::new("second"));
+    first.start().await;
+    second.start().await;
+    for wave in 0..5 {
+        append_many(&db.pool, &format!("wave-{wave}"), 20).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let last = *all_positions_in_order(&db.pool)
+        .await
+        .last()
+        .expect("events");
+    let target = log_position_of(&db.pool, last).await;
+    assert!(first.wait_for(target, Duration::from_secs(10)).await);
+    let runners: Vec<String> = sqlx::query_scalar("select distinct runner from test_applied")
+        .fetch_all(&db.pool)
+        .await
+        .expect("runners");
+    assert_eq!(
+        runners.len(),
+        1,
+        "one leader applied everything: {runners:?}"
+    );
+
+    // Stop the leader; the standby takes over and continues exactly once.
+    if runners[0] == "first" {
+        first.stop().await;
+    } else {
+        second.stop().await;
+    }
+    append_many(&db.pool, "after-failover", 30).await;
+    let last = *all_positions_in_order(&db.pool)
+        .await
+        .last()
+        .expect("events");
+    let target = log_position_of(&db.pool, last).await;
+    let survivor = if runners[0] == "first" {
+        &second
+    } else {
+        &first
+    };
+    assert!(survivor.wait_for(target, Duration::from_secs(10)).await);
+    assert_eq!(
+        applied_positions(&db.pool).await,
+        all_positions_in_order(&db.pool).await
+    );
+    let doubled: i64 = sqlx::query_scalar(
+        "select count(*) from (select position from test_applied group by position having count(*) > 1) d",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("count");
+    assert_eq!(doubled, 0);
+    first.stop().await;
+    second.stop().await;
+}
+
+async fn table_digest(pool: &PgPool, table: &str, order: &str) -> (i64, String) {
+    sqlx::query_as(&format!(
+        "select count(*), coalesce(md5(string_agg(t::text, '|' order by {order})), '') from {table} t"
+    ))
+    .fetch_one(pool)
+    .await
+    .expect("digest")
+}
+
+/// Done-when 4: a rebuild yields tables identical row by row to the live
+/// ones, and readers see the old tables until the swap.
+#[tokio::test]
+async fn a_rebuild_matches_the_live_tables_and_swaps_atomically() {
+    let db = fresh_db().await;
+    append_many(&db.pool, "a", 25).await;
+    let runtime = runtime_for(&db.pool, Arc::new(AuditTimeline));
+    runtime.start().await;
+    let last = *all_positions_in_order(&db.pool)
+        .await
+        .last()
+        .expect("events");
+    assert!(
+        runtime
+            .wait_for(
+                log_position_of(&db.pool, last).await,
+                Duration::from_secs(10)
+            )
+            .await
+    );
+    runtime.stop().await;
+    let live = table_digest(&db.pool, "audit_timeline", "event_position").await;
+    assert_eq!(live.0, 25);
+
+    // Damage the live table, as a buggy old projection version would have.
+    sqlx::query("update audit_timeline set action = 'wrong' where event_position = $1")
+        .bind(last)
+        .execute(&db.pool)
+        .await
+        .expect("tamper with the read model");
+    let damaged = table_digest(&db.pool, "audit_timeline", "event_position").await;
+    assert_ne!(damaged, live);
+
+    let projection = AuditTimeline;
+    let mut conn = db.pool.acquire().await.expect("conn").detach();
+    assert!(try_lead(&mut conn, projection.name()).await.expect("lock"));
+    let outcome = rebuild_on(
+        &mut conn,
+        &projection,
+        &fast_options(),
+        &mut |_, _| {},
+        Some(1),
+    )
+    .await
+    .expect("partial rebuild");
+    assert_eq!(outcome, RebuildOutcome::Stopped { events: 10 });
+    // Mid-rebuild: readers still see the old (damaged) table, the shadow is
+    // partly filled.
+    assert_eq!(
+        table_digest(&db.pool, "audit_timeline", "event_position").await,
+        damaged
+    );
+    let shadow_rows: i64 =
+        sqlx::query_scalar("select count(*) from shadow_audit_timeline.audit_timeline")
+            .fetch_one(&db.pool)
+            .await
+            .expect("shadow readable");
+    assert_eq!(shadow_rows, 10);
+
+    let outcome = rebuild_on(
+        &mut conn,
+        &projection,
+        &fast_options(),
+        &mut |_, _| {},
+        None,
+    )
+    .await
+    .expect("rebuild completes");
+    assert_eq!(outcome, RebuildOutcome::Completed { events: 25 });
+    assert_eq!(
+        table_digest(&db.pool, "audit_timeline", "event_position").await,
+        live
+    );
+    let shadow_left: bool = sqlx::query_scalar(
+        "select exists (select 1 from pg_namespace where nspname = 'shadow_audit_timeline')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("query");
+    assert!(!shadow_left, "the shadow schema is dropped after the swap");
+}
+
+/// A projection whose code version is newer than its stored version is
+/// rebuilt when the runtime starts.
+#[tokio::test]
+async fn a_newer_code_version_rebuilds_at_start() {
+    let db = fresh_db().await;
+    append_many(&db.pool, "a", 12).await;
+    let runtime = runtime_for(&db.pool, Counting::new("v1"));
+    runtime.start().await;
+    let last = *all_positions_in_order(&db.pool)
+        .await
+        .last()
+        .expect("events");
+    assert!(
+        runtime
+            .wait_for(
+                log_position_of(&db.pool, last).await,
+                Duration::from_secs(10)
+            )
+            .await
+    );
+    runtime.stop().await;
+
+    let mut v2 = Counting::new("v2");
+    Arc::get_mut(&mut v2).expect("unique").version = 2;
+    let runtime = runtime_for(&db.pool, v2);
+    runtime.start().await;
+    eventually("the stored version is bumped", || async {
+        sqlx::query_scalar::<_, i32>(
+            "select version from projection_checkpoints where name = 'counting'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .map(|version| version == 2)
+        .unwrap_or(false)
+    })
+    .await;
+    runtime.stop().await;
+    let runners: Vec<String> = sqlx::query_scalar("select distinct runner from test_applied")
+        .fetch_all(&db.pool)
+        .await
+        .expect("runners");
+    assert_eq!(
+        runners,
+        vec!["v2".to_string()],
+        "the table was rebuilt by v2"
+    );
+    assert_eq!(
+        applied_positions(&db.pool).await,
+        all_positions_in_order(&db.pool).await
+    );
+}
+
+/// Done-when 5: UPDATE, DELETE and TRUNCATE on `events` are refused.
+#[tokio::test]
+async fn the_event_log_is_append_only() {
+    let db = fresh_db().await;
+    append_many(&db.pool, "a", 2).await;
+    for statement in [
+        "update events set payload = '{}'::jsonb",
+        "delete from events",
+        "truncate events",
+    ] {
+        let error = sqlx::query(statement)
+            .execute(&db.pool)
+            .await
+            .expect_err(statement);
+        let message = error.to_string();
+        assert!(message.contains("append-only"), "{statement}: {message}");
+    }
+    let count: i64 = sqlx::query_scalar("select count(*) from events")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 2);
+}

@@ -1,0 +1,161 @@
+//! The API test harness: a fresh database per test, the real service built
+//! on it (migrations, projections), and requests sent through the router
+//! without a socket.
+
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::Router;
+use sentryops::config::Config;
+use sentryops::startup::Application;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+use tower::ServiceExt;
+
+/// The static admin token every test app accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A running service on its own database.
+pub struct TestApp {
+    pub app: Application,
+    pub router: Router,
+    pub database_url: String,
+}
+
+/// What a request answered.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl TestResponse {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.text))
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Asserts the error envelope of API.md with `status` and `code`.
+    pub fn assert_error(&self, status: StatusCode, code: &str) -> Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "error bodies are JSON"
+        );
+        let body = self.json();
+        assert_eq!(body["success"], false, "{body}");
+        assert_eq!(body["data"], Value::Null, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+        assert!(body["error"].get("details").is_some(), "{body}");
+        let request_id = body["meta"]["request_id"]
+            .as_str()
+            .expect("request_id in meta");
+        assert_eq!(Some(request_id), self.header("x-request-id"));
+        body
+    }
+}
+
+/// Builds the service on a fresh database.
+pub async fn spawn_app() -> TestApp {
+    let name = format!("sentryops_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url())
+        .await
+        .expect("PostgreSQL reachable at TEST_DATABASE_URL");
+    sqlx::query(&format!("create database \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    let (base, _) = admin_url()
+        .rsplit_once('/')
+        .map(|(b, d)| (b.to_string(), d.to_string()))
+        .expect("url");
+    let database_url = format!("{base}/{name}");
+    let app = Application::build(Config::for_tests(&database_url, ADMIN_TOKEN))
+        .await
+        .expect("the service builds");
+    let router = sentryops::http::router(app.state().clone());
+    TestApp {
+        app,
+        router,
+        database_url,
+    }
+}
+
+impl TestApp {
+    /// Sends a request through the full middleware stack.
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
+            .await
+            .expect("body");
+        TestResponse {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// `GET path`, with the admin token when `authorized`.
+    pub async fn get(&self, path: &str, authorized: bool) -> TestResponse {
+        let mut request = Request::get(path);
+        if authorized {
+            request = request.header("authorization", format!("Bearer {ADMIN_TOKEN}"));
+        }
+        self.send(request.body(Body::empty()).expect("request"))
+            .await
+    }
+
+    /// `POST path` with a JSON body and the admin token.
+    pub async fn post_json(&self, path: &str, body: &Value) -> TestResponse {
+        self.send(
+            Request::post(path)
+                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .header("content-type", "application/json")
+                .header("user-agent", "sentryops-tests/1.0")
+                .body(Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// Creates a user through the API.
+    pub async fn create_user(&self, email: &str, role: &str) -> TestResponse {
+        self.post_json(
+            "/api/v1/users",
+            &serde_json::json!({
+                "email": email,
+                "full_name": "Test User",
+                "password": "correct horse battery",
+                "role": role,
+            }),
+        )
+        .await
+    }
+
+    /// Stops the projections.
+    pub async fn stop(self) {
+        self.app.state().runtime.stop().await;
+    }
+}

@@ -1,0 +1,6 @@
+//! API integration tests: one binary, a fresh database per test.
+
+mod audit;
+mod helpers;
+mod platform;
+mod users;
