@@ -25,10 +25,12 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber: `RUST_LOG` filter (default `info`), JSON
-/// or pretty output on stderr, and the OTLP layer when configured.
-pub fn init(config: &Config) -> anyhow::Result<TelemetryGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber: `RUST_LOG` filter (default
+/// `default_level`), JSON or pretty output on stderr, and the OTLP layer
+/// when configured.
+pub fn init(config: &Config, default_level: &str) -> anyhow::Result<TelemetryGuard> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let fmt = if config.log_format == "pretty" {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)

@@ -137,6 +137,12 @@ impl ProjectionRuntime {
         }
     }
 
+    /// Follows the checkpoints this process commits for `name` (benchmarks
+    /// and tests measure catch-up with it). `None` for an unknown name.
+    pub fn subscribe(&self, name: &str) -> Option<watch::Receiver<LogPosition>> {
+        self.inner.progress.get(name).map(watch::Sender::subscribe)
+    }
+
     /// Stops every loop and waits for them; leadership locks are released as
     /// their connections close. A batch in flight is rolled back.
     pub async fn stop(&self) {

@@ -61,6 +61,11 @@ pub const STORED_EVENT_COLUMNS: &str = "global_position, transaction_id::text::b
      aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
 /// Up to `limit` settled events after `after`, in global order.
+///
+/// The `order by` names `events.transaction_id` explicitly: the select list
+/// aliases `transaction_id::text::bigint` to the same name, and ordering by
+/// that alias would sort the whole remaining log instead of walking the
+/// `(transaction_id, global_position)` index.
 pub async fn read_settled(
     conn: &mut PgConnection,
     after: LogPosition,
@@ -70,7 +75,7 @@ pub async fn read_settled(
         "select {STORED_EVENT_COLUMNS} from events \
          where (transaction_id, global_position) > ($1::text::xid8, $2) \
            and transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         order by transaction_id, global_position \
+         order by events.transaction_id, events.global_position \
          limit $3"
     );
     sqlx::query_as::<_, StoredEvent>(&sql)

@@ -65,7 +65,7 @@ pub async fn export(pool: &PgPool, after: i64, format: ExportFormat) -> anyhow::
                 "payload",
                 "metadata",
             ])?;
-            Sink::Csv(writer)
+            Sink::Csv(Box::new(writer))
         }
         ExportFormat::Ndjson => Sink::Ndjson(out),
     };
@@ -86,7 +86,7 @@ pub async fn export(pool: &PgPool, after: i64, format: ExportFormat) -> anyhow::
 }
 
 enum Sink<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Ndjson(W),
 }
 

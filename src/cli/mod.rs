@@ -105,7 +105,12 @@ enum EventsCommand {
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
-    let _telemetry = crate::telemetry::init(&config)?;
+    // Tools print their own progress; only the server logs at info.
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    let _telemetry = crate::telemetry::init(&config, default_level)?;
     match cli.command {
         Command::Serve { demo } => serve(config, demo).await,
         Command::Migrate => {

@@ -112,8 +112,7 @@ async fn list(state: &AppState, query: AuditQuery) -> Result<Answer<Page<AuditEn
     .bind(limit)
     .bind(if cursor.is_some() { 0 } else { offset })
     .fetch_all(&state.pool)
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     let total: i64 = sqlx::query_scalar(&format!(
         "select count(*) from audit_timeline where {FILTERS}"
     ))
@@ -124,8 +123,7 @@ async fn list(state: &AppState, query: AuditQuery) -> Result<Answer<Page<AuditEn
     .bind(query.from)
     .bind(query.to)
     .fetch_one(&state.pool)
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     let next_cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(|entry| entry.event_position.to_string()))
         .flatten();

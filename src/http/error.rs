@@ -205,6 +205,19 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+impl From<sqlx::Error> for ApiError {
+    /// An unreachable database is a 503 (retryable); anything else is a 500.
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::error!(%error, "database unreachable");
+                ApiError::Unavailable
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 /// Maps an aggregate's own refusals to precise API errors.
 pub trait DomainError: std::error::Error {
     /// The API error for this refusal.

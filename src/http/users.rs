@@ -133,7 +133,7 @@ async fn find(state: &AppState, id: Uuid) -> Result<Option<UserView>, ApiError> 
     .bind(id)
     .fetch_optional(&state.pool)
     .await
-    .map_err(ApiError::internal)
+    .map_err(ApiError::from)
 }
 
 /// `POST /api/v1/users` → 201 with the user, read from the read model once
@@ -188,12 +188,10 @@ pub async fn list(
     .bind(limit)
     .bind(offset)
     .fetch_all(&state.pool)
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     let total: i64 = sqlx::query_scalar("select count(*) from users")
         .fetch_one(&state.pool)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok(Answer::ok(Page {
         items,
         total,

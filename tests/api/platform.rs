@@ -169,3 +169,19 @@ async fn cors_allows_only_configured_origins() {
     assert_eq!(refused.header("access-control-allow-origin"), None);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_the_database_gone_ready_fails_and_requests_get_a_503_envelope() {
+    let app = spawn_app().await;
+    app.app.state().pool.close().await;
+    let ready = app.get("/ready", false).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json(), json!({ "status": "not_ready" }));
+    app.get("/api/v1/audit", true)
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    app.create_user("down@example.com", "viewer")
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    app.stop().await;
+}
