@@ -5,7 +5,9 @@
 -- audit_timeline: one row per event, every aggregate (SPEC section 7).
 create table audit_timeline (
     event_position bigint primary key,
-    id             uuid        not null unique,
+    -- UUIDv5 of event_position: unique by construction, so no index of
+    -- its own (every index slows the rebuild of millions of rows).
+    id             uuid        not null,
     created_at     timestamptz not null,
     actor_id       text        not null,
     action         text        not null,

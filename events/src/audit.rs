@@ -4,6 +4,7 @@
 //! Lives beside the event types so that adding an event forces a decision on
 //! how it is audited (the match below is exhaustive).
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::user::{self, UserEvent};
@@ -28,7 +29,7 @@ pub struct AuditFacts {
 /// that payload may hold a secret.
 pub fn describe(aggregate_type: &str, event_type: &str, payload: &Value) -> AuditFacts {
     let known = match aggregate_type {
-        user::AGGREGATE_TYPE => serde_json::from_value::<UserEvent>(payload.clone())
+        user::AGGREGATE_TYPE => UserEvent::deserialize(payload)
             .ok()
             .map(|event| describe_user(&event)),
         _ => None,

@@ -191,7 +191,7 @@ impl EventMetadata {
     /// Reads metadata from the stored JSON object (the store's `metadata`
     /// column). Non-string values are refused rather than guessed at.
     pub fn from_json(value: &serde_json::Value) -> Result<Self, MetadataError> {
-        let map: HashMap<String, String> = serde_json::from_value(value.clone())
+        let map = HashMap::<String, String>::deserialize(value)
             .map_err(|_| MetadataError::InvalidValue("metadata"))?;
         Self::from_map(&map)
     }

@@ -104,10 +104,28 @@ async fn start_shadow(
         .await?;
     for table in projection.tables() {
         sqlx::query(&format!(
-            "create table \"{schema}\".\"{table}\" (like public.\"{table}\" including all)"
+            "create table \"{schema}\".\"{table}\" (like public.\"{table}\" including all excluding indexes)"
         ))
         .execute(&mut *tx)
         .await?;
+        // Keys (primary, unique, exclusion) now: upserts need them. Other
+        // indexes come after the fill, which is several times faster than
+        // maintaining them row by row.
+        let constraints: Vec<(String, String)> = sqlx::query_as(
+            "select conname::text, pg_get_constraintdef(oid) from pg_constraint \
+             where conrelid = format('public.%I', $1::text)::regclass and contype in ('p', 'u', 'x') \
+             order by conname",
+        )
+        .bind(*table)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (name, definition) in constraints {
+            sqlx::query(&format!(
+                "alter table \"{schema}\".\"{table}\" add constraint \"{name}\" {definition}"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
     }
     sqlx::query(
         "update projection_checkpoints \
@@ -122,11 +140,52 @@ async fn start_shadow(
     Ok(())
 }
 
+/// Creates on the shadow tables every index of the live tables that does
+/// not back a constraint, under the same names, so that index names stay
+/// stable across rebuilds. Idempotent, for a rebuild that resumes.
+async fn create_deferred_indexes(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    schema: &str,
+) -> anyhow::Result<()> {
+    for table in projection.tables() {
+        let definitions: Vec<String> = sqlx::query_scalar(
+            "select indexdef from pg_indexes i \
+             where schemaname = 'public' and tablename = $1 \
+               and not exists (select 1 from pg_constraint c \
+                               where c.conindid = format('public.%I', i.indexname)::regclass) \
+             order by indexname",
+        )
+        .bind(*table)
+        .fetch_all(&mut *conn)
+        .await?;
+        for definition in definitions {
+            let live_table = format!(" ON public.{table} ");
+            anyhow::ensure!(
+                definition.contains(&live_table),
+                "unexpected index definition on {table}: {definition}"
+            );
+            let shadow = definition
+                .replacen(&live_table, &format!(" ON \"{schema}\".\"{table}\" "), 1)
+                .replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+                .replacen(
+                    "CREATE UNIQUE INDEX ",
+                    "CREATE UNIQUE INDEX IF NOT EXISTS ",
+                    1,
+                );
+            sqlx::query(&shadow).execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Rebuilds `projection` on `conn`, which must lead it. Resumes a rebuild
 /// that was stopped. `stop_after_batches` stops (as a crash would) after
-/// that many shadow batches; tests and tooling use it.
+/// that many shadow batches; tests and tooling use it. A second connection
+/// from `pool` reads the next batch while the current one is applied.
 pub async fn rebuild_on(
     conn: &mut PgConnection,
+    pool: &PgPool,
     projection: &dyn Projection,
     options: &RuntimeOptions,
     progress: &mut Progress<'_>,
@@ -151,30 +210,41 @@ pub async fn rebuild_on(
     };
     progress(done, total);
 
+    let mut reader = pool.acquire().await?;
+    let mut events =
+        store::read_settled(&mut reader, checkpoint, options.rebuild_batch_size).await?;
     let mut batches = 0usize;
-    loop {
+    while let Some(last) = events.last().map(|event| event.log_position()) {
         let mut tx = conn.begin().await?;
         sqlx::query(&format!("set local search_path to \"{schema}\", public"))
             .execute(&mut *tx)
             .await?;
-        let events = store::read_settled(&mut tx, checkpoint, options.rebuild_batch_size).await?;
-        let Some(last) = events.last().map(|event| event.log_position()) else {
-            tx.rollback().await?;
-            break;
+        let apply = async {
+            projection.apply(&mut tx, &events).await.with_context(|| {
+                format!("projection {name} failed rebuilding a batch ending at {last:?}")
+            })?;
+            sqlx::query(
+                "update projection_checkpoints \
+                 set rebuild_transaction_id = $2, rebuild_position = $3, updated_at = now() \
+                 where name = $1",
+            )
+            .bind(name)
+            .bind(last.transaction_id)
+            .bind(last.position)
+            .execute(&mut *tx)
+            .await?;
+            anyhow::Ok(())
         };
-        projection.apply(&mut tx, &events).await.with_context(|| {
-            format!("projection {name} failed rebuilding a batch ending at {last:?}")
-        })?;
-        sqlx::query(
-            "update projection_checkpoints \
-             set rebuild_transaction_id = $2, rebuild_position = $3, updated_at = now() \
-             where name = $1",
-        )
-        .bind(name)
-        .bind(last.transaction_id)
-        .bind(last.position)
-        .execute(&mut *tx)
-        .await?;
+        let full = events.len() as i64 == options.rebuild_batch_size;
+        let prefetch = async {
+            if full {
+                store::read_settled(&mut reader, last, options.rebuild_batch_size).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (applied, next) = tokio::join!(apply, prefetch);
+        applied?;
         tx.commit().await?;
         checkpoint = last;
         done += events.len() as u64;
@@ -183,10 +253,10 @@ pub async fn rebuild_on(
         if stop_after_batches == Some(batches) {
             return Ok(RebuildOutcome::Stopped { events: done });
         }
-        if (events.len() as i64) < options.rebuild_batch_size {
-            break;
-        }
+        events = next?;
     }
+    drop(reader);
+    create_deferred_indexes(conn, projection, &schema).await?;
 
     // The swap: drain the tail and exchange the tables in one transaction.
     let mut tx = conn.begin().await?;
@@ -258,7 +328,7 @@ pub async fn rebuild_now(
     let mut conn = pool.acquire().await?.detach();
     ensure_checkpoint(&mut conn, projection).await?;
     if try_lead(&mut conn, name).await? {
-        let outcome = rebuild_on(&mut conn, projection, options, progress, None).await;
+        let outcome = rebuild_on(&mut conn, pool, projection, options, progress, None).await;
         release_lead(&mut conn, name).await?;
         conn.close().await?;
         return outcome;

@@ -298,9 +298,16 @@ async fn lead_once(
         )
         .await?;
         if pass.rebuild_due {
-            rebuild::rebuild_on(&mut conn, projection, &inner.options, &mut |_, _| {}, None)
-                .await
-                .context("rebuild")?;
+            rebuild::rebuild_on(
+                &mut conn,
+                &inner.pool,
+                projection,
+                &inner.options,
+                &mut |_, _| {},
+                None,
+            )
+            .await
+            .context("rebuild")?;
             if let Some(checkpoint) = stored_checkpoint(&inner.pool, name).await? {
                 progress.send_replace(checkpoint);
             }

@@ -101,27 +101,3 @@ pub async fn has_unsettled_after(
     .fetch_one(conn)
     .await
 }
-
-/// The `(transaction_id, global_position)` of the events a command appended,
-/// found by the `command_id` in their metadata: the last one in order.
-pub async fn position_of_command(
-    conn: &mut PgConnection,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    command_id: uuid::Uuid,
-) -> sqlx::Result<Option<LogPosition>> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "select transaction_id::text::bigint, global_position from events \
-         where aggregate_type = $1 and aggregate_id = $2 and metadata->>'command_id' = $3 \
-         order by sequence desc limit 1",
-    )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(command_id.to_string())
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|(transaction_id, position)| LogPosition {
-        transaction_id,
-        position,
-    }))
-}

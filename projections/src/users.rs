@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use sentryops_events::user::{UserEvent, AGGREGATE_TYPE};
+use serde::Deserialize;
 use sqlx::PgConnection;
 
 use crate::projection::Projection;
@@ -26,7 +27,7 @@ impl Projection for UsersProjection {
 
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         for event in events.iter().filter(|e| e.aggregate_type == AGGREGATE_TYPE) {
-            let user_event: UserEvent = serde_json::from_value(event.payload.clone())?;
+            let user_event = UserEvent::deserialize(&event.payload)?;
             match user_event {
                 UserEvent::UserRegistered {
                     user_id,

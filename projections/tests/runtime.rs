@@ -188,6 +188,7 @@ async fn a_rebuild_stopped_midway_resumes_exactly_once() {
 
     let outcome = rebuild_on(
         &mut conn,
+        &db.pool,
         projection.as_ref(),
         &fast_options(),
         &mut |_, _| {},
@@ -204,6 +205,7 @@ async fn a_rebuild_stopped_midway_resumes_exactly_once() {
     assert!(try_lead(&mut conn, "counting").await.expect("lock"));
     let outcome = rebuild_on(
         &mut conn,
+        &db.pool,
         projection.as_ref(),
         &fast_options(),
         &mut |_, _| {},
@@ -289,6 +291,24 @@ async fn table_digest(pool: &PgPool, table: &str, order: &str) -> (i64, String) 
     .expect("digest")
 }
 
+/// Columns, constraints and indexes of a live table, as text.
+async fn table_schema(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "select 'column ' || column_name || ' ' || data_type || ' ' || is_nullable \
+           from information_schema.columns where table_schema = 'public' and table_name = $1 \
+         union all \
+         select 'constraint ' || conname || ' ' || pg_get_constraintdef(oid) \
+           from pg_constraint where conrelid = format('public.%I', $1::text)::regclass \
+         union all \
+         select 'index ' || indexdef from pg_indexes where schemaname = 'public' and tablename = $1 \
+         order by 1",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .expect("schema")
+}
+
 /// Done-when 4: a rebuild yields tables identical row by row to the live
 /// ones, and readers see the old tables until the swap.
 #[tokio::test]
@@ -312,6 +332,7 @@ async fn a_rebuild_matches_the_live_tables_and_swaps_atomically() {
     runtime.stop().await;
     let live = table_digest(&db.pool, "audit_timeline", "event_position").await;
     assert_eq!(live.0, 25);
+    let live_schema = table_schema(&db.pool, "audit_timeline").await;
 
     // Damage the live table, as a buggy old projection version would have.
     sqlx::query("update audit_timeline set action = 'wrong' where event_position = $1")
@@ -327,6 +348,7 @@ async fn a_rebuild_matches_the_live_tables_and_swaps_atomically() {
     assert!(try_lead(&mut conn, projection.name()).await.expect("lock"));
     let outcome = rebuild_on(
         &mut conn,
+        &db.pool,
         &projection,
         &fast_options(),
         &mut |_, _| {},
@@ -350,6 +372,7 @@ async fn a_rebuild_matches_the_live_tables_and_swaps_atomically() {
 
     let outcome = rebuild_on(
         &mut conn,
+        &db.pool,
         &projection,
         &fast_options(),
         &mut |_, _| {},

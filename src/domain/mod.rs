@@ -3,30 +3,33 @@
 //!
 //! [`Commands`] is the one door to the event store: it runs a command
 //! through cqrs-es with typed metadata and answers with the position the
-//! command's events took in the global order, so that the API can wait for
+//! command's events took in the global order (see [`event_store`]), so that the API can wait for
 //! its read models (read-your-writes) and return `X-Event-Position`.
 
+pub mod event_store;
 pub mod user;
 
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
-use postgres_es::{PostgresCqrs, PostgresEventRepository};
 use sentryops_events::EventMetadata;
-use sentryops_projections::store::position_of_command;
 use sentryops_projections::LogPosition;
 use sqlx::PgPool;
 
+use event_store::{capture_appended, EventRepository};
+
+/// An aggregate type's command handler.
+pub type Handler<A> = CqrsFramework<A, PersistedEventStore<EventRepository, A>>;
+
 /// An aggregate type's command handler over the PostgreSQL event store
 /// (plain event store: no snapshots, no cqrs-es queries, DESIGN D2).
-fn command_handler<A: Aggregate>(pool: &PgPool, services: A::Services) -> PostgresCqrs<A> {
-    let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+fn command_handler<A: Aggregate>(pool: &PgPool, services: A::Services) -> Handler<A> {
+    let store = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()));
     CqrsFramework::new(store, Vec::new(), services)
 }
 
 /// The command side of the service.
 pub struct Commands {
-    pool: PgPool,
-    users: PostgresCqrs<user::User>,
+    users: Handler<user::User>,
 }
 
 /// A command's failure: the aggregate refused it, or the store failed.
@@ -37,7 +40,6 @@ impl Commands {
     pub fn new(pool: PgPool) -> Self {
         Self {
             users: command_handler(&pool, ()),
-            pool,
         }
     }
 
@@ -55,22 +57,17 @@ impl Commands {
     /// Executes a command with metadata; `Ok(None)` when it appended nothing.
     async fn execute<A: Aggregate>(
         &self,
-        handler: &PostgresCqrs<A>,
+        handler: &Handler<A>,
         aggregate_id: &str,
         command: A::Command,
         metadata: EventMetadata,
     ) -> CommandResult<A::Error> {
-        let command_id = metadata.command_id;
-        handler
-            .execute_with_metadata(aggregate_id, command, metadata.to_map())
-            .await?;
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|error| AggregateError::DatabaseConnectionError(Box::new(error)))?;
-        position_of_command(&mut conn, A::TYPE, aggregate_id, command_id)
-            .await
-            .map_err(|error| AggregateError::DatabaseConnectionError(Box::new(error)))
+        let (result, appended) = capture_appended(handler.execute_with_metadata(
+            aggregate_id,
+            command,
+            metadata.to_map(),
+        ))
+        .await;
+        result.map(|()| appended)
     }
 }

@@ -205,15 +205,26 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// Whether a database error means "cannot reach the database" (retryable)
+/// rather than a fault in a statement.
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+    )
+}
+
 impl From<sqlx::Error> for ApiError {
     /// An unreachable database is a 503 (retryable); anything else is a 500.
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::error!(%error, "database unreachable");
-                ApiError::Unavailable
-            }
-            other => ApiError::internal(other),
+        if is_unreachable(&error) {
+            tracing::error!(%error, "database unreachable");
+            ApiError::Unavailable
+        } else {
+            ApiError::internal(error)
         }
     }
 }
@@ -232,6 +243,15 @@ impl<E: DomainError> From<AggregateError<E>> for ApiError {
                 ApiError::Conflict("the resource was changed concurrently; reload and retry".into())
             }
             AggregateError::DatabaseConnectionError(error) => {
+                tracing::error!(%error, "event store unreachable");
+                ApiError::Unavailable
+            }
+            // postgres-es reports a closed or exhausted pool as unexpected.
+            AggregateError::UnexpectedError(error)
+                if error
+                    .downcast_ref::<sqlx::Error>()
+                    .is_some_and(is_unreachable) =>
+            {
                 tracing::error!(%error, "event store unreachable");
                 ApiError::Unavailable
             }

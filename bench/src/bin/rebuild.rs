@@ -73,7 +73,15 @@ async fn main() -> anyhow::Result<()> {
     let projection = AuditTimeline;
     anyhow::ensure!(try_lead(&mut conn, "audit_timeline").await?, "lock taken");
     let started = Instant::now();
-    let outcome = rebuild_on(&mut conn, &projection, &options, &mut |_, _| {}, None).await?;
+    let outcome = rebuild_on(
+        &mut conn,
+        &pool,
+        &projection,
+        &options,
+        &mut |_, _| {},
+        None,
+    )
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
     let RebuildOutcome::Completed { events: folded } = outcome else {
         anyhow::bail!("rebuild stopped");

@@ -1,0 +1,167 @@
+//! Our event repository for cqrs-es: postgres-es for every read, our own
+//! append.
+//!
+//! The append is one `INSERT … SELECT unnest(…) RETURNING` statement: a
+//! single statement is atomic without an explicit transaction, so a command
+//! costs two round trips (load, append) instead of five (load, begin, insert
+//! per event, commit, and a lookup of the position). The `RETURNING` gives
+//! the `(transaction_id, global_position)` of the events, which
+//! [`Commands`](super::Commands) hands back to the API for read-your-writes
+//! and `X-Event-Position`. A duplicate `(aggregate_type, aggregate_id,
+//! sequence)` is the optimistic-concurrency conflict, as in postgres-es.
+
+use std::cell::Cell;
+
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
+use cqrs_es::Aggregate;
+use postgres_es::PostgresEventRepository;
+use sentryops_projections::LogPosition;
+use serde_json::Value;
+use sqlx::PgPool;
+
+tokio::task_local! {
+    /// The position of the last event appended by the command running in
+    /// this task (set by [`EventRepository::persist`]).
+    static LAST_APPENDED: Cell<Option<LogPosition>>;
+}
+
+/// Runs `command` (a future that appends through an [`EventRepository`])
+/// and returns its output with the position of the last event it appended.
+pub async fn capture_appended<T>(
+    command: impl std::future::Future<Output = T>,
+) -> (T, Option<LogPosition>) {
+    LAST_APPENDED
+        .scope(Cell::new(None), async {
+            let output = command.await;
+            (output, LAST_APPENDED.with(Cell::get))
+        })
+        .await
+}
+
+/// The event repository behind every command handler.
+pub struct EventRepository {
+    reads: PostgresEventRepository,
+    pool: PgPool,
+}
+
+impl EventRepository {
+    /// A repository over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            reads: PostgresEventRepository::new(pool.clone()),
+            pool,
+        }
+    }
+}
+
+fn persistence_error(error: sqlx::Error) -> PersistenceError {
+    match &error {
+        sqlx::Error::Database(database) if database.code().as_deref() == Some("23505") => {
+            PersistenceError::OptimisticLockError
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => PersistenceError::ConnectionError(Box::new(error)),
+        _ => PersistenceError::UnknownError(Box::new(error)),
+    }
+}
+
+impl PersistedEventRepository for EventRepository {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.reads.get_events::<A>(aggregate_id).await
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.reads
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await
+    }
+
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        self.reads.get_snapshot::<A>(aggregate_id).await
+    }
+
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        snapshot_update: Option<(String, Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        if snapshot_update.is_some() {
+            // DESIGN D2: snapshot and aggregate-store modes are not used.
+            return Err(PersistenceError::UnknownError(
+                "snapshots are not supported by this event store".into(),
+            ));
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut aggregate_types = Vec::with_capacity(events.len());
+        let mut aggregate_ids = Vec::with_capacity(events.len());
+        let mut sequences = Vec::with_capacity(events.len());
+        let mut event_types = Vec::with_capacity(events.len());
+        let mut event_versions = Vec::with_capacity(events.len());
+        let mut payloads = Vec::with_capacity(events.len());
+        let mut metadata = Vec::with_capacity(events.len());
+        for event in events {
+            aggregate_types.push(event.aggregate_type.as_str());
+            aggregate_ids.push(event.aggregate_id.as_str());
+            sequences.push(
+                i64::try_from(event.sequence)
+                    .map_err(|error| PersistenceError::UnknownError(Box::new(error)))?,
+            );
+            event_types.push(event.event_type.as_str());
+            event_versions.push(event.event_version.as_str());
+            payloads.push(&event.payload);
+            metadata.push(&event.metadata);
+        }
+        let appended: Vec<(i64, i64)> = sqlx::query_as(
+            "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+             returning transaction_id::text::bigint, global_position",
+        )
+        .bind(aggregate_types)
+        .bind(aggregate_ids)
+        .bind(sequences)
+        .bind(event_types)
+        .bind(event_versions)
+        .bind(payloads)
+        .bind(metadata)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(persistence_error)?;
+        let last = appended
+            .into_iter()
+            .map(|(transaction_id, position)| LogPosition {
+                transaction_id,
+                position,
+            })
+            .max();
+        // Outside `capture_appended` (no caller interested) this is a no-op.
+        let _ = LAST_APPENDED.try_with(|cell| cell.set(last));
+        Ok(())
+    }
+
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
+        self.reads.stream_events::<A>(aggregate_id).await
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        self.reads.stream_all_events::<A>().await
+    }
+}
