@@ -210,6 +210,7 @@ pub async fn rebuild_on(
     };
     progress(done, total);
 
+    let fill_started = std::time::Instant::now();
     let mut reader = pool.acquire().await?;
     let mut events =
         store::read_settled(&mut reader, checkpoint, options.rebuild_batch_size).await?;
@@ -256,7 +257,11 @@ pub async fn rebuild_on(
         events = next?;
     }
     drop(reader);
+    let fill_ms = fill_started.elapsed().as_millis() as u64;
+    let indexes_started = std::time::Instant::now();
     create_deferred_indexes(conn, projection, &schema).await?;
+    let indexes_ms = indexes_started.elapsed().as_millis() as u64;
+    let swap_started = std::time::Instant::now();
 
     // The swap: drain the tail and exchange the tables in one transaction.
     let mut tx = conn.begin().await?;
@@ -311,6 +316,9 @@ pub async fn rebuild_on(
     tracing::info!(
         projection = name,
         events = done,
+        fill_ms,
+        indexes_ms,
+        swap_ms = swap_started.elapsed().as_millis() as u64,
         "projection rebuilt and swapped in"
     );
     Ok(RebuildOutcome::Completed { events: done })
