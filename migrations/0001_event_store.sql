@@ -26,6 +26,23 @@ create unique index events_global_position_key on events (global_position);
 -- The catch-up reader's order and keyset.
 create index events_transaction_order_idx on events (transaction_id, global_position);
 
+-- The order columns are the database's to set, never a writer's: an
+-- INSERT or COPY (a restore of an export, say) that supplied a future
+-- transaction id would never settle and stall every projection; a past one
+-- would be skipped. Forced here on every insert.
+create function events_stamp_order() returns trigger
+language plpgsql as $$
+begin
+    new.transaction_id := pg_current_xact_id();
+    new.recorded_at := now();
+    return new;
+end;
+$$;
+
+create trigger events_stamp_order
+    before insert on events
+    for each row execute function events_stamp_order();
+
 -- The log is append-only from the service's side: no UPDATE, no DELETE, no
 -- TRUNCATE. A trigger (rather than privileges alone) holds for every role,
 -- including the owner that runs migrations.
@@ -77,5 +94,8 @@ create table projection_checkpoints (
     rebuild_requested      boolean     not null default false,
     rebuild_transaction_id bigint,
     rebuild_position       bigint,
+    -- The code version filling the shadow tables: a rebuild resumes only
+    -- with the same version, otherwise it starts over.
+    rebuild_version        integer,
     updated_at             timestamptz not null default now()
 );

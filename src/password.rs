@@ -41,10 +41,16 @@ impl Passwords {
 
     /// A PHC-format Argon2id hash of `password` with a fresh salt.
     pub async fn hash(&self, password: &Secret) -> anyhow::Result<String> {
-        let _permit = self.permits.acquire().await.context("hasher closed")?;
+        // The permit moves into the blocking job: if the request is dropped
+        // meanwhile, the hash still counts against the bound until it ends.
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .context("hasher closed")?;
         let argon2 = self.argon2();
         let password = password.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             argon2
                 .hash_password(password.expose().as_bytes())
                 .map(|hash| hash.to_string())
@@ -57,17 +63,20 @@ impl Passwords {
     /// Whether `password` matches `hash`. A malformed hash verifies as
     /// false; it never panics.
     pub async fn verify(&self, password: &Secret, hash: &str) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return false;
         };
         let argon2 = self.argon2();
         let password = password.clone();
         let hash = hash.to_string();
-        tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
-            Ok(parsed) => argon2
-                .verify_password(password.expose().as_bytes(), &parsed)
-                .is_ok(),
-            Err(_) => false,
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            match PasswordHash::new(&hash) {
+                Ok(parsed) => argon2
+                    .verify_password(password.expose().as_bytes(), &parsed)
+                    .is_ok(),
+                Err(_) => false,
+            }
         })
         .await
         .unwrap_or(false)

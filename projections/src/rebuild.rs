@@ -43,23 +43,84 @@ fn shadow_schema(projection: &dyn Projection) -> anyhow::Result<String> {
     Ok(format!("shadow_{name}"))
 }
 
+/// The shadow progress and the code version that made it.
 async fn rebuild_checkpoint(
     conn: &mut PgConnection,
     name: &str,
-) -> sqlx::Result<Option<LogPosition>> {
-    let row: (Option<i64>, Option<i64>) = sqlx::query_as(
-        "select rebuild_transaction_id, rebuild_position from projection_checkpoints where name = $1",
+) -> sqlx::Result<Option<(LogPosition, Option<i32>)>> {
+    let row: (Option<i64>, Option<i64>, Option<i32>) = sqlx::query_as(
+        "select rebuild_transaction_id, rebuild_position, rebuild_version \
+         from projection_checkpoints where name = $1",
     )
     .bind(name)
     .fetch_one(conn)
     .await?;
     Ok(match row {
-        (Some(transaction_id), Some(position)) => Some(LogPosition {
-            transaction_id,
-            position,
-        }),
+        (Some(transaction_id), Some(position), version) => Some((
+            LogPosition {
+                transaction_id,
+                position,
+            },
+            version,
+        )),
         _ => None,
     })
+}
+
+/// Whether the shadow tables still have the live tables' columns (a
+/// migration between a stopped rebuild and its resumption changes them).
+async fn shadow_matches_live(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    schema: &str,
+) -> sqlx::Result<bool> {
+    for table in projection.tables() {
+        let same: bool = sqlx::query_scalar(
+            "select coalesce((select array_agg(column_name::text || ' ' || data_type || ' ' || is_nullable \
+                                               order by ordinal_position) \
+                              from information_schema.columns where table_schema = $1 and table_name = $3), '{}') \
+                  = coalesce((select array_agg(column_name::text || ' ' || data_type || ' ' || is_nullable \
+                                               order by ordinal_position) \
+                              from information_schema.columns where table_schema = $2 and table_name = $3), '{}')",
+        )
+        .bind(schema)
+        .bind("public")
+        .bind(*table)
+        .fetch_one(&mut *conn)
+        .await?;
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Refuses tables the shadow mechanism cannot copy faithfully: names that
+/// need quoting (the index rewrite relies on plain names) and column
+/// defaults that draw from a sequence owned by the live table.
+async fn check_copyable(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+) -> anyhow::Result<()> {
+    for table in projection.tables() {
+        let plain: bool = sqlx::query_scalar("select quote_ident($1) = $1")
+            .bind(*table)
+            .fetch_one(&mut *conn)
+            .await?;
+        anyhow::ensure!(plain, "table name {table:?} needs quoting; rename it");
+        let serials: i64 = sqlx::query_scalar(
+            "select count(*) from information_schema.columns \
+             where table_schema = 'public' and table_name = $1 and column_default like 'nextval(%'",
+        )
+        .bind(*table)
+        .fetch_one(&mut *conn)
+        .await?;
+        anyhow::ensure!(
+            serials == 0,
+            "table {table} has a serial column; use an identity column or a key derived from events"
+        );
+    }
+    Ok(())
 }
 
 async fn schema_exists(conn: &mut PgConnection, schema: &str) -> sqlx::Result<bool> {
@@ -95,6 +156,7 @@ async fn start_shadow(
     projection: &dyn Projection,
     schema: &str,
 ) -> anyhow::Result<()> {
+    check_copyable(conn, projection).await?;
     let mut tx = conn.begin().await?;
     sqlx::query(&format!("drop schema if exists \"{schema}\" cascade"))
         .execute(&mut *tx)
@@ -127,36 +189,52 @@ async fn start_shadow(
             .await?;
         }
     }
+    // Unique indexes that back no constraint may serve an ON CONFLICT: they
+    // must exist during the fill too.
+    create_indexes(&mut tx, projection, schema, IndexKind::Unique).await?;
     sqlx::query(
         "update projection_checkpoints \
-         set rebuild_transaction_id = 0, rebuild_position = 0, rebuild_requested = false, \
-             status = 'rebuilding', updated_at = now() \
+         set rebuild_transaction_id = 0, rebuild_position = 0, rebuild_version = $2, \
+             rebuild_requested = false, status = 'rebuilding', updated_at = now() \
          where name = $1",
     )
     .bind(projection.name())
+    .bind(projection.version())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Creates on the shadow tables every index of the live tables that does
-/// not back a constraint, under the same names, so that index names stay
+/// Which of the live tables' indexes (those backing no constraint) to copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IndexKind {
+    /// Before the fill: an upsert may need them.
+    Unique,
+    /// After the fill: building them once is much cheaper than maintaining
+    /// them row by row.
+    NonUnique,
+}
+
+/// Creates on the shadow tables the live tables' indexes of `kind` that
+/// back no constraint, under the same names, so that index names stay
 /// stable across rebuilds. Idempotent, for a rebuild that resumes.
-async fn create_deferred_indexes(
+async fn create_indexes(
     conn: &mut PgConnection,
     projection: &dyn Projection,
     schema: &str,
+    kind: IndexKind,
 ) -> anyhow::Result<()> {
     for table in projection.tables() {
         let definitions: Vec<String> = sqlx::query_scalar(
-            "select indexdef from pg_indexes i \
-             where schemaname = 'public' and tablename = $1 \
-               and not exists (select 1 from pg_constraint c \
-                               where c.conindid = format('public.%I', i.indexname)::regclass) \
-             order by indexname",
+            "select i.indexdef from pg_indexes i \
+             join pg_index x on x.indexrelid = format('public.%I', i.indexname)::regclass \
+             where i.schemaname = 'public' and i.tablename = $1 and x.indisunique = $2 \
+               and not exists (select 1 from pg_constraint c where c.conindid = x.indexrelid) \
+             order by i.indexname",
         )
         .bind(*table)
+        .bind(kind == IndexKind::Unique)
         .fetch_all(&mut *conn)
         .await?;
         for definition in definitions {
@@ -194,9 +272,19 @@ pub async fn rebuild_on(
     let name = projection.name();
     let schema = shadow_schema(projection)?;
     ensure_checkpoint(conn, projection).await?;
-    let mut checkpoint = match rebuild_checkpoint(conn, name).await? {
-        Some(checkpoint) if schema_exists(conn, &schema).await? => checkpoint,
-        _ => {
+    let resumable = match rebuild_checkpoint(conn, name).await? {
+        Some((checkpoint, Some(version)))
+            if version == projection.version()
+                && schema_exists(conn, &schema).await?
+                && shadow_matches_live(conn, projection, &schema).await? =>
+        {
+            Some(checkpoint)
+        }
+        _ => None,
+    };
+    let mut checkpoint = match resumable {
+        Some(checkpoint) => checkpoint,
+        None => {
             start_shadow(conn, projection, &schema).await?;
             LogPosition::START
         }
@@ -259,7 +347,7 @@ pub async fn rebuild_on(
     drop(reader);
     let fill_ms = fill_started.elapsed().as_millis() as u64;
     let indexes_started = std::time::Instant::now();
-    create_deferred_indexes(conn, projection, &schema).await?;
+    create_indexes(conn, projection, &schema, IndexKind::NonUnique).await?;
     let indexes_ms = indexes_started.elapsed().as_millis() as u64;
     let swap_started = std::time::Instant::now();
 
@@ -300,8 +388,8 @@ pub async fn rebuild_on(
     sqlx::query(
         "update projection_checkpoints \
          set version = $2, last_transaction_id = $3, last_position = $4, events_applied = $5, \
-             rebuild_transaction_id = null, rebuild_position = null, rebuild_requested = false, \
-             status = 'running', last_error = null, updated_at = now() \
+             rebuild_transaction_id = null, rebuild_position = null, rebuild_version = null, \
+             rebuild_requested = false, status = 'running', last_error = null, updated_at = now() \
          where name = $1",
     )
     .bind(name)
@@ -324,8 +412,14 @@ pub async fn rebuild_on(
     Ok(RebuildOutcome::Completed { events: done })
 }
 
+/// How long a requested rebuild may show no progress before the tool
+/// gives up waiting (the leader keeps going; the tool just stops watching).
+const STALL_LIMIT: Duration = Duration::from_secs(300);
+
 /// Rebuilds `projection` from a tool (the CLI): directly when no process
-/// leads it, otherwise by asking the leader and following its progress.
+/// leads it, otherwise by asking the leader and following its progress. If
+/// the leader goes away, the tool takes over; if the leader's rebuild fails,
+/// the tool reports the failure instead of waiting for ever.
 pub async fn rebuild_now(
     pool: &PgPool,
     projection: &dyn Projection,
@@ -335,45 +429,74 @@ pub async fn rebuild_now(
     let name = projection.name();
     let mut conn = pool.acquire().await?.detach();
     ensure_checkpoint(&mut conn, projection).await?;
-    if try_lead(&mut conn, name).await? {
-        let outcome = rebuild_on(&mut conn, pool, projection, options, progress, None).await;
-        release_lead(&mut conn, name).await?;
-        conn.close().await?;
-        return outcome;
-    }
-    sqlx::query(
-        "update projection_checkpoints set rebuild_requested = true, updated_at = now() where name = $1",
-    )
-    .bind(name)
-    .execute(&mut conn)
-    .await?;
-    sqlx::query("select pg_notify($1, '')")
-        .bind(EVENTS_CHANNEL)
-        .execute(&mut conn)
-        .await?;
-    tracing::info!(
-        projection = name,
-        "another process leads this projection; asked it to rebuild"
-    );
+    let mut requested = false;
+    let mut last_seen: Option<(Option<LogPosition>, i64)> = None;
+    let mut last_change = std::time::Instant::now();
     let total = count_events_through(&mut conn, None).await?;
-    let mut started = false;
     loop {
-        let (requested, in_progress, applied): (bool, bool, i64) = sqlx::query_as(
-            "select rebuild_requested, rebuild_position is not null, events_applied \
-             from projection_checkpoints where name = $1",
-        )
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await?;
-        if in_progress {
-            started = true;
-            let at = rebuild_checkpoint(&mut conn, name).await?;
-            progress(count_events_through(&mut conn, at).await?, total);
-        } else if !requested && (started || applied > 0 || total == 0) {
+        if try_lead(&mut conn, name).await? {
+            // Nobody leads (any more): do it here. A rebuild the leader had
+            // started resumes from its shadow progress.
+            let outcome = rebuild_on(&mut conn, pool, projection, options, progress, None).await;
+            release_lead(&mut conn, name).await?;
             conn.close().await?;
-            return Ok(RebuildOutcome::Completed {
-                events: applied.max(0) as u64,
-            });
+            return outcome;
+        }
+        if !requested {
+            sqlx::query(
+                "update projection_checkpoints set rebuild_requested = true, updated_at = now() \
+                 where name = $1",
+            )
+            .bind(name)
+            .execute(&mut conn)
+            .await?;
+            sqlx::query("select pg_notify($1, '')")
+                .bind(EVENTS_CHANNEL)
+                .execute(&mut conn)
+                .await?;
+            tracing::info!(
+                projection = name,
+                "another process leads this projection; asked it to rebuild"
+            );
+            requested = true;
+        }
+        let (still_requested, status, last_error, applied): (bool, String, Option<String>, i64) =
+            sqlx::query_as(
+                "select rebuild_requested, status, last_error, events_applied \
+                 from projection_checkpoints where name = $1",
+            )
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+        let shadow = rebuild_checkpoint(&mut conn, name).await?.map(|(at, _)| at);
+        if status == "failed" {
+            conn.close().await?;
+            bail!(
+                "the leader's rebuild of {name} failed: {}",
+                last_error.unwrap_or_else(|| "no detail recorded".into())
+            );
+        }
+        match shadow {
+            Some(at) => progress(count_events_through(&mut conn, Some(at)).await?, total),
+            None if !still_requested => {
+                // Picked up, filled and swapped in by the leader.
+                conn.close().await?;
+                return Ok(RebuildOutcome::Completed {
+                    events: applied.max(0) as u64,
+                });
+            }
+            None => {}
+        }
+        let seen = (shadow, applied);
+        if last_seen != Some(seen) {
+            last_seen = Some(seen);
+            last_change = std::time::Instant::now();
+        } else if last_change.elapsed() > STALL_LIMIT {
+            conn.close().await?;
+            bail!(
+                "the rebuild of {name} shows no progress for {} s; see `sentryops projections status`",
+                STALL_LIMIT.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

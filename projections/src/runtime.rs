@@ -80,9 +80,8 @@ pub struct CatchUp {
     pub checkpoint: LogPosition,
     /// Committed events exist past the checkpoint that are not settled yet.
     pub unsettled: bool,
-    /// The checkpoint row asks for a rebuild (requested, in progress, or a
-    /// stored version older than the code's).
-    pub rebuild_due: bool,
+    /// What the checkpoint row says about the tables.
+    pub state: CheckpointState,
 }
 
 impl ProjectionRuntime {
@@ -237,13 +236,18 @@ pub async fn ensure_checkpoint(
 async fn lead(inner: Arc<Inner>, projection: Arc<dyn Projection>) {
     let mut shutdown = inner.shutdown.subscribe();
     while !*shutdown.borrow_and_update() {
-        if let Err(error) = lead_once(&inner, projection.as_ref(), &mut shutdown).await {
+        let mut led = false;
+        if let Err(error) = lead_once(&inner, projection.as_ref(), &mut shutdown, &mut led).await {
             tracing::error!(
                 projection = projection.name(),
                 error = format!("{error:#}"),
                 "projection runner failed; retrying"
             );
-            record_failure(&inner.pool, projection.name(), &error).await;
+            // A standby that could not reach the database says nothing
+            // about the projection, which another process may run fine.
+            if led {
+                record_failure(&inner.pool, projection.name(), &error).await;
+            }
             tokio::select! {
                 _ = shutdown.changed() => {}
                 _ = tokio::time::sleep(inner.options.error_backoff) => {}
@@ -269,10 +273,12 @@ async fn record_failure(pool: &PgPool, name: &str, error: &anyhow::Error) {
 
 /// One leadership term: take the lock, then catch up whenever woken, until
 /// shutdown (`Ok`) or an error (the connection, and so the lock, is dropped).
+/// Sets `led` once the lock is held.
 async fn lead_once(
     inner: &Inner,
     projection: &dyn Projection,
     shutdown: &mut watch::Receiver<bool>,
+    led: &mut bool,
 ) -> anyhow::Result<()> {
     let name = projection.name();
     let mut conn = inner.pool.acquire().await?.detach();
@@ -282,11 +288,21 @@ async fn lead_once(
             _ = tokio::time::sleep(inner.options.standby_interval) => {}
         }
     }
+    *led = true;
     tracing::info!(projection = name, "took projection leadership");
     let mut listener = PgListener::connect_with(&inner.pool).await?;
     listener.listen(EVENTS_CHANNEL).await?;
     ensure_checkpoint(&mut conn, projection).await?;
+    // A failure recorded by an earlier term is history now.
+    sqlx::query(
+        "update projection_checkpoints set status = 'running', last_error = null, updated_at = now() \
+         where name = $1 and status = 'failed'",
+    )
+    .bind(name)
+    .execute(&mut conn)
+    .await?;
     let progress = &inner.progress[name];
+    let mut settle_wait = inner.options.settle_retry;
     loop {
         let pass = catch_up(
             &mut conn,
@@ -297,25 +313,55 @@ async fn lead_once(
             },
         )
         .await?;
-        if pass.rebuild_due {
-            rebuild::rebuild_on(
-                &mut conn,
-                &inner.pool,
-                projection,
-                &inner.options,
-                &mut |_, _| {},
-                None,
-            )
-            .await
-            .context("rebuild")?;
-            if let Some(checkpoint) = stored_checkpoint(&inner.pool, name).await? {
-                progress.send_replace(checkpoint);
+        match pass.state {
+            CheckpointState::RebuildDue => {
+                rebuild::rebuild_on(
+                    &mut conn,
+                    &inner.pool,
+                    projection,
+                    &inner.options,
+                    &mut |_, _| {},
+                    None,
+                )
+                .await
+                .context("rebuild")?;
+                if let Some(checkpoint) = stored_checkpoint(&inner.pool, name).await? {
+                    progress.send_replace(checkpoint);
+                }
+                continue;
             }
-            continue;
+            CheckpointState::NewerThanCode { stored } => {
+                // A newer version of the service built these tables (a
+                // rolling deploy): folding with older code would corrupt
+                // them. Give leadership up and wait for the newer process.
+                tracing::warn!(
+                    projection = name,
+                    stored_version = stored,
+                    code_version = projection.version(),
+                    "read model was built by newer code; standing by"
+                );
+                drop(listener);
+                conn.close().await?;
+                tokio::select! {
+                    _ = shutdown.changed() => {}
+                    _ = tokio::time::sleep(inner.options.poll_interval * 20) => {}
+                }
+                return Ok(());
+            }
+            CheckpointState::Current => {}
         }
+        // While committed events wait behind an open transaction, retry
+        // soon, backing off towards the polling interval so that one idle
+        // session elsewhere does not make the runner spin.
         let wait = if pass.unsettled {
-            inner.options.settle_retry
+            settle_wait = if pass.applied > 0 {
+                inner.options.settle_retry
+            } else {
+                (settle_wait * 2).min(inner.options.poll_interval)
+            };
+            settle_wait
         } else {
+            settle_wait = inner.options.settle_retry;
             inner.options.poll_interval
         };
         tokio::select! {
@@ -323,15 +369,31 @@ async fn lead_once(
                 drop(listener);
                 return Ok(conn.close().await?);
             }
-            notification = listener.recv() => { notification?; }
+            notification = listener.recv() => {
+                notification?;
+                // One pass serves every notification already received.
+                while listener.next_buffered().is_some() {}
+            }
             _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
+/// What the checkpoint row says about the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointState {
+    /// Built by this code version; catch up normally.
+    Current,
+    /// A rebuild is requested, in progress, or the code is newer.
+    RebuildDue,
+    /// The tables were built by a newer code version.
+    NewerThanCode { stored: i32 },
+}
+
 /// Applies every settled event past the live checkpoint, batch by batch,
 /// each batch and its checkpoint in one transaction. The caller must lead
-/// the projection on `conn`.
+/// the projection on `conn`. A pass that finds nothing writes nothing (no
+/// transaction id is used, no WAL is written).
 pub async fn catch_up(
     conn: &mut PgConnection,
     projection: &dyn Projection,
@@ -345,7 +407,7 @@ pub async fn catch_up(
         let row: Option<(i64, i64, i32, bool, bool)> = sqlx::query_as(
             "select last_transaction_id, last_position, version, rebuild_requested, \
                     rebuild_position is not null \
-             from projection_checkpoints where name = $1 for update",
+             from projection_checkpoints where name = $1",
         )
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -356,14 +418,22 @@ pub async fn catch_up(
             transaction_id,
             position,
         };
-        let rebuild_due = requested || in_progress || stored_version < projection.version();
-        if rebuild_due {
+        let state = if stored_version > projection.version() {
+            CheckpointState::NewerThanCode {
+                stored: stored_version,
+            }
+        } else if requested || in_progress || stored_version < projection.version() {
+            CheckpointState::RebuildDue
+        } else {
+            CheckpointState::Current
+        };
+        if state != CheckpointState::Current {
             tx.rollback().await?;
             return Ok(CatchUp {
                 applied,
                 checkpoint,
                 unsettled: false,
-                rebuild_due,
+                state,
             });
         }
         let events = store::read_settled(&mut tx, checkpoint, batch_size).await?;
@@ -374,9 +444,25 @@ pub async fn catch_up(
                 applied,
                 checkpoint,
                 unsettled,
-                rebuild_due: false,
+                state,
             });
         };
+        // Lock the row only now that there is something to write, and make
+        // sure nobody moved the checkpoint since it was read (the advisory
+        // lock already excludes that; this is the second fence).
+        let locked: (i64, i64) = sqlx::query_as(
+            "select last_transaction_id, last_position from projection_checkpoints \
+             where name = $1 for update",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if locked != (checkpoint.transaction_id, checkpoint.position) {
+            tx.rollback().await?;
+            anyhow::bail!(
+                "the checkpoint of {name} moved under this runner; another process applies it"
+            );
+        }
         projection
             .apply(&mut tx, &events)
             .await

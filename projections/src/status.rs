@@ -33,8 +33,10 @@ pub struct ProjectionStatus {
     pub updated_at: Option<OffsetDateTime>,
 }
 
-/// The oldest transaction open in the cluster: while it lasts, events
-/// committed after it started cannot be projected.
+/// The oldest open transaction that holds a transaction id: while it
+/// lasts, the snapshot horizon cannot pass it, so events committed after it
+/// started cannot be projected. (Read-only transactions do not hold the
+/// horizon back; prepared transactions are not listed here.)
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OpenTransaction {
     pub pid: i32,
@@ -107,9 +109,8 @@ pub async fn status(
         "select pid, state, extract(epoch from now() - xact_start)::float8 as age_seconds, \
                 application_name \
          from pg_stat_activity \
-         where xact_start is not null and pid <> pg_backend_pid() \
-           and (backend_xid is not null or backend_xmin is not null) \
-         order by xact_start limit 1",
+         where backend_xid is not null and pid <> pg_backend_pid() \
+         order by age(backend_xid) desc limit 1",
     )
     .fetch_optional(pool)
     .await?;

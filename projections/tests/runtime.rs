@@ -172,6 +172,7 @@ async fn a_runner_stopped_mid_batch_neither_loses_nor_doubles() {
 async fn a_rebuild_stopped_midway_resumes_exactly_once() {
     let db = fresh_db().await;
     append_many(&db.pool, "a", 35).await;
+    wait_settled(&db.pool).await;
     let projection = Counting::new("live");
     let mut conn = db.pool.acquire().await.expect("conn").detach();
     assert!(try_lead(&mut conn, "counting").await.expect("lock"));
@@ -199,6 +200,7 @@ async fn a_rebuild_stopped_midway_resumes_exactly_once() {
     assert_eq!(outcome, RebuildOutcome::Stopped { events: 20 });
     // Events keep arriving while the rebuild is stopped.
     append_many(&db.pool, "b", 7).await;
+    wait_settled(&db.pool).await;
     drop(conn);
 
     let mut conn = db.pool.acquire().await.expect("conn").detach();
@@ -385,6 +387,11 @@ async fn a_rebuild_matches_the_live_tables_and_swaps_atomically() {
         table_digest(&db.pool, "audit_timeline", "event_position").await,
         live
     );
+    assert_eq!(
+        table_schema(&db.pool, "audit_timeline").await,
+        live_schema,
+        "same columns, constraints and index names after the swap"
+    );
     let shadow_left: bool = sqlx::query_scalar(
         "select exists (select 1 from pg_namespace where nspname = 'shadow_audit_timeline')",
     )
@@ -468,4 +475,211 @@ async fn the_event_log_is_append_only() {
         .await
         .expect("count");
     assert_eq!(count, 2);
+}
+
+/// A stopped rebuild resumes only under the code version that started it;
+/// a newer version starts the shadow over.
+#[tokio::test]
+async fn a_rebuild_started_by_other_code_starts_over() {
+    let db = fresh_db().await;
+    append_many(&db.pool, "a", 30).await;
+    wait_settled(&db.pool).await;
+    let v1 = Counting::new("v1");
+    let mut conn = db.pool.acquire().await.expect("conn").detach();
+    assert!(try_lead(&mut conn, "counting").await.expect("lock"));
+    let outcome = rebuild_on(
+        &mut conn,
+        &db.pool,
+        v1.as_ref(),
+        &fast_options(),
+        &mut |_, _| {},
+        Some(1),
+    )
+    .await
+    .expect("partial rebuild by v1");
+    assert_eq!(outcome, RebuildOutcome::Stopped { events: 10 });
+
+    let mut v2 = Counting::new("v2");
+    Arc::get_mut(&mut v2).expect("unique").version = 2;
+    let outcome = rebuild_on(
+        &mut conn,
+        &db.pool,
+        v2.as_ref(),
+        &fast_options(),
+        &mut |_, _| {},
+        None,
+    )
+    .await
+    .expect("rebuild by v2");
+    assert_eq!(outcome, RebuildOutcome::Completed { events: 30 });
+    let runners: Vec<String> = sqlx::query_scalar("select distinct runner from test_applied")
+        .fetch_all(&db.pool)
+        .await
+        .expect("runners");
+    assert_eq!(
+        runners,
+        vec!["v2".to_string()],
+        "no row folded by v1 survives"
+    );
+    assert_eq!(
+        applied_positions(&db.pool).await,
+        all_positions_in_order(&db.pool).await
+    );
+}
+
+/// `projections rebuild` while a server leads: the leader rebuilds on
+/// request and the tool follows it to the end.
+#[tokio::test]
+async fn a_tool_rebuild_is_carried_out_by_the_running_leader() {
+    let db = fresh_db().await;
+    append_many(&db.pool, "a", 25).await;
+    let leader = runtime_for(&db.pool, Counting::new("leader"));
+    leader.start().await;
+    let last = *all_positions_in_order(&db.pool)
+        .await
+        .last()
+        .expect("events");
+    assert!(
+        leader
+            .wait_for(
+                log_position_of(&db.pool, last).await,
+                Duration::from_secs(10)
+            )
+            .await
+    );
+    sqlx::query("delete from test_applied where position = $1")
+        .bind(last)
+        .execute(&db.pool)
+        .await
+        .expect("damage the read model");
+
+    let tool = Counting::new("tool");
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        sentryops_projections::rebuild::rebuild_now(
+            &db.pool,
+            tool.as_ref(),
+            &fast_options(),
+            &mut |_, _| {},
+        ),
+    )
+    .await
+    .expect("the tool does not hang")
+    .expect("rebuild succeeds");
+    assert!(
+        matches!(outcome, RebuildOutcome::Completed { .. }),
+        "{outcome:?}"
+    );
+    leader.stop().await;
+    let runners: Vec<String> = sqlx::query_scalar("select distinct runner from test_applied")
+        .fetch_all(&db.pool)
+        .await
+        .expect("runners");
+    assert_eq!(
+        runners,
+        vec!["leader".to_string()],
+        "the leader did the work"
+    );
+    assert_eq!(
+        applied_positions(&db.pool).await,
+        all_positions_in_order(&db.pool).await
+    );
+}
+
+/// When the leader's rebuild fails, the tool reports it instead of waiting.
+#[tokio::test]
+async fn a_tool_rebuild_reports_the_leaders_failure() {
+    let db = fresh_db().await;
+    let positions = append_many(&db.pool, "a", 25).await;
+    let failing = Counting::new("leader");
+    let leader = runtime_for(&db.pool, failing.clone());
+    leader.start().await;
+    let target = log_position_of(&db.pool, *positions.last().expect("events")).await;
+    assert!(leader.wait_for(target, Duration::from_secs(10)).await);
+    failing.fail_at.store(positions[12], Ordering::SeqCst);
+
+    // The tool runs the same (failing) code: whether it follows the leader
+    // or takes over once the leader gives up, the failure must surface.
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        sentryops_projections::rebuild::rebuild_now(
+            &db.pool,
+            failing.as_ref(),
+            &fast_options(),
+            &mut |_, _| {},
+        ),
+    )
+    .await
+    .expect("the tool does not hang");
+    leader.stop().await;
+    let error = result.expect_err("the failure is reported");
+    assert!(
+        format!("{error:#}").contains("injected failure"),
+        "{error:#}"
+    );
+}
+
+/// A writer cannot choose the order columns: an export restored with its
+/// transaction ids would otherwise stall or be skipped by every projection.
+#[tokio::test]
+async fn the_store_stamps_transaction_id_and_recorded_at_itself() {
+    let db = fresh_db().await;
+    let mut conn = db.pool.acquire().await.expect("conn");
+    let mut tx = conn.begin().await.expect("begin");
+    let (stored, own): (i64, i64) = sqlx::query_as(
+        "with inserted as ( \
+             insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                                 payload, metadata, transaction_id, recorded_at) \
+             values ('probe', 'x', 0, 'ProbeRecorded', '1.0', '{}', '{}', '999999999', '2000-01-01') \
+             returning transaction_id) \
+         select transaction_id::text::bigint, pg_current_xact_id()::text::bigint from inserted",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .expect("insert");
+    tx.commit().await.expect("commit");
+    assert_eq!(stored, own);
+    let recorded_recently: bool =
+        sqlx::query_scalar("select recorded_at > now() - interval '1 minute' from events")
+            .fetch_one(&db.pool)
+            .await
+            .expect("read");
+    assert!(recorded_recently);
+}
+
+/// An idle catch-up pass writes nothing: it uses no transaction id, so a
+/// runner waiting behind an open transaction does not burn xids or WAL.
+#[tokio::test]
+async fn an_idle_catch_up_pass_uses_no_transaction_id() {
+    let db = fresh_db().await;
+    append_many(&db.pool, "a", 3).await;
+    wait_settled(&db.pool).await;
+    let projection = Counting::new("idle");
+    let mut conn = db.pool.acquire().await.expect("conn").detach();
+    assert!(try_lead(&mut conn, "counting").await.expect("lock"));
+    sentryops_projections::runtime::ensure_checkpoint(&mut conn, projection.as_ref())
+        .await
+        .expect("row");
+    let pass = catch_up(&mut conn, projection.as_ref(), 10, |_| {})
+        .await
+        .expect("catch up");
+    assert_eq!(pass.applied, 3);
+    // A row lock (FOR UPDATE) would stamp the locker's xid into xmax, and
+    // any write would create a new row version (xmin).
+    let row_versions = || async {
+        sqlx::query_as::<_, (String, String)>(
+            "select xmin::text, xmax::text from projection_checkpoints where name = 'counting'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .expect("row")
+    };
+    let before = row_versions().await;
+    for _ in 0..10 {
+        let pass = catch_up(&mut conn, projection.as_ref(), 10, |_| {})
+            .await
+            .expect("idle pass");
+        assert_eq!(pass.applied, 0);
+    }
+    assert_eq!(row_versions().await, before);
 }

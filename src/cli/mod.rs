@@ -147,7 +147,11 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
 }
 
 fn read_new_password() -> anyhow::Result<Secret> {
-    if let Ok(password) = std::env::var("SENTRYOPS_NEW_USER_PASSWORD") {
+    // An empty value (as in a .env copied from .env.example) means unset.
+    if let Some(password) = std::env::var("SENTRYOPS_NEW_USER_PASSWORD")
+        .ok()
+        .filter(|password| !password.is_empty())
+    {
         return Ok(Secret::new(password));
     }
     if std::io::stdin().is_terminal() {

@@ -176,9 +176,12 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
-            JsonRejection::JsonSyntaxError(_) => {
-                ApiError::BadRequest("the request body is not valid JSON".into())
-            }
+            // 422 as in the original API (FastAPI answers malformed JSON so),
+            // whose clients switch on `validation_error`.
+            JsonRejection::JsonSyntaxError(_) => ApiError::Validation {
+                message: "the request body is not valid JSON".into(),
+                details: json!({ "body": "not valid JSON" }),
+            },
             JsonRejection::JsonDataError(error) => ApiError::Validation {
                 message: "the request body does not match the expected shape".into(),
                 details: json!({ "body": error.body_text() }),

@@ -47,7 +47,7 @@ async fn wrong_method_is_a_405_envelope_with_allow() {
 }
 
 #[tokio::test]
-async fn malformed_json_is_a_400_envelope() {
+async fn malformed_json_is_a_422_envelope() {
     let app = spawn_app().await;
     let response = app
         .send(
@@ -58,7 +58,7 @@ async fn malformed_json_is_a_400_envelope() {
                 .expect("request"),
         )
         .await;
-    response.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    response.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
     app.stop().await;
 }
 

@@ -19,7 +19,9 @@ use sentryops_projections::{LogPosition, RuntimeOptions};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // The rebuild logs its phases (fill, index build, swap) at info.
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let events: u64 = std::env::args()
         .nth(1)
         .map_or(Ok(1_000_000), |s| s.parse())?;
@@ -55,7 +57,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let options = RuntimeOptions {
-        rebuild_batch_size: std::env::var("REBUILD_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(RuntimeOptions::default().rebuild_batch_size),
+        rebuild_batch_size: std::env::var("REBUILD_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(RuntimeOptions::default().rebuild_batch_size),
         ..RuntimeOptions::default()
     };
     let mut conn = pool.acquire().await?.detach();

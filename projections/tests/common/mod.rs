@@ -192,3 +192,19 @@ where
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// Waits until every committed event is settled (below the snapshot
+/// horizon). Tests share one PostgreSQL cluster, and another test's open
+/// transaction holds the horizon back for everybody.
+pub async fn wait_settled(pool: &PgPool) {
+    eventually("every event is settled", || async {
+        sqlx::query_scalar::<_, bool>(
+            "select not exists (select 1 from events \
+             where transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap_or(false)
+    })
+    .await;
+}
