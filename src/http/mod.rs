@@ -7,6 +7,7 @@ pub mod audit;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod projections;
 pub mod response;
 pub mod users;
 
@@ -90,6 +91,7 @@ fn routes() -> Router<AppState> {
             get(audit::list_entity),
         )
         .route("/api/v1/users", get(users::list).post(users::create))
+        .route("/api/v1/projections", get(projections::list))
 }
 
 /// The full application: routes plus the middleware stack, outermost first:

@@ -151,3 +151,32 @@ async fn bad_audit_queries_are_422_and_anonymous_is_401() {
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn projection_status_lists_every_read_model_for_the_admin() {
+    let app = spawn_app().await;
+    let created = app.create_user("status@example.com", "viewer").await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let response = app.get("/api/v1/projections", true).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let body = response.json();
+    let items = body["data"]["items"].as_array().expect("items");
+    let names: Vec<&str> = items
+        .iter()
+        .map(|item| item["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["audit_timeline", "users"]);
+    for item in items {
+        assert_eq!(item["code_version"], item["stored_version"], "{item}");
+        assert_eq!(
+            item["lag_events"], 0,
+            "caught up after read-your-writes: {item}"
+        );
+        assert!(item["checkpoint"]["position"].as_i64() >= Some(1), "{item}");
+    }
+    assert!(body["meta"].get("oldest_open_transaction").is_some());
+    app.get("/api/v1/projections", false)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.stop().await;
+}
