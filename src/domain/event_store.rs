@@ -108,40 +108,12 @@ impl PersistedEventRepository for EventRepository {
         if events.is_empty() {
             return Ok(());
         }
-        let mut aggregate_types = Vec::with_capacity(events.len());
-        let mut aggregate_ids = Vec::with_capacity(events.len());
-        let mut sequences = Vec::with_capacity(events.len());
-        let mut event_types = Vec::with_capacity(events.len());
-        let mut event_versions = Vec::with_capacity(events.len());
-        let mut payloads = Vec::with_capacity(events.len());
-        let mut metadata = Vec::with_capacity(events.len());
-        for event in events {
-            aggregate_types.push(event.aggregate_type.as_str());
-            aggregate_ids.push(event.aggregate_id.as_str());
-            sequences.push(
-                i64::try_from(event.sequence)
-                    .map_err(|error| PersistenceError::UnknownError(Box::new(error)))?,
-            );
-            event_types.push(event.event_type.as_str());
-            event_versions.push(event.event_version.as_str());
-            payloads.push(&event.payload);
-            metadata.push(&event.metadata);
-        }
-        let appended: Vec<(i64, i64)> = sqlx::query_as(
-            "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
-             returning transaction_id::text::bigint, global_position",
-        )
-        .bind(aggregate_types)
-        .bind(aggregate_ids)
-        .bind(sequences)
-        .bind(event_types)
-        .bind(event_versions)
-        .bind(payloads)
-        .bind(metadata)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(persistence_error)?;
+        let appended = match events {
+            // Most commands append one event: plain parameters are cheaper
+            // for the server than unpacking arrays.
+            [event] => vec![append_one(&self.pool, event).await?],
+            _ => append_many(&self.pool, events).await?,
+        };
         let last = appended
             .into_iter()
             .map(|(transaction_id, position)| LogPosition {
@@ -164,4 +136,66 @@ impl PersistedEventRepository for EventRepository {
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         self.reads.stream_all_events::<A>().await
     }
+}
+
+fn sequence_of(event: &SerializedEvent) -> Result<i64, PersistenceError> {
+    i64::try_from(event.sequence).map_err(|error| PersistenceError::UnknownError(Box::new(error)))
+}
+
+async fn append_one(
+    pool: &PgPool,
+    event: &SerializedEvent,
+) -> Result<(i64, i64), PersistenceError> {
+    sqlx::query_as(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         values ($1, $2, $3, $4, $5, $6, $7) \
+         returning transaction_id::text::bigint, global_position",
+    )
+    .bind(&event.aggregate_type)
+    .bind(&event.aggregate_id)
+    .bind(sequence_of(event)?)
+    .bind(&event.event_type)
+    .bind(&event.event_version)
+    .bind(&event.payload)
+    .bind(&event.metadata)
+    .fetch_one(pool)
+    .await
+    .map_err(persistence_error)
+}
+
+async fn append_many(
+    pool: &PgPool,
+    events: &[SerializedEvent],
+) -> Result<Vec<(i64, i64)>, PersistenceError> {
+    let mut aggregate_types = Vec::with_capacity(events.len());
+    let mut aggregate_ids = Vec::with_capacity(events.len());
+    let mut sequences = Vec::with_capacity(events.len());
+    let mut event_types = Vec::with_capacity(events.len());
+    let mut event_versions = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut metadata = Vec::with_capacity(events.len());
+    for event in events {
+        aggregate_types.push(event.aggregate_type.as_str());
+        aggregate_ids.push(event.aggregate_id.as_str());
+        sequences.push(sequence_of(event)?);
+        event_types.push(event.event_type.as_str());
+        event_versions.push(event.event_version.as_str());
+        payloads.push(&event.payload);
+        metadata.push(&event.metadata);
+    }
+    sqlx::query_as(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+         returning transaction_id::text::bigint, global_position",
+    )
+    .bind(aggregate_types)
+    .bind(aggregate_ids)
+    .bind(sequences)
+    .bind(event_types)
+    .bind(event_versions)
+    .bind(payloads)
+    .bind(metadata)
+    .fetch_all(pool)
+    .await
+    .map_err(persistence_error)
 }
