@@ -4,7 +4,11 @@
 //! same-shaped single-row insert into the same `events` table in the same
 //! run. Prints commands/s, pgbench's tps and their ratio.
 //!
-//! `cargo run --release -p sentryops-bench --bin append [SECONDS]`
+//! Measurements alternate (command path, then pgbench) for several rounds
+//! and the median ratio is reported, since single runs on a 2-core machine
+//! vary by ±10%.
+//!
+//! `cargo run --release -p sentryops-bench --bin append [SECONDS] [ROUNDS]`
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -98,20 +102,35 @@ fn pgbench(clients: usize, seconds: u64, url: &str) -> anyhow::Result<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let seconds: u64 = std::env::args().nth(1).map_or(Ok(10), |s| s.parse())?;
-    println!("append throughput, {seconds} s per measurement");
+    let rounds: usize = std::env::args().nth(2).map_or(Ok(3), |s| s.parse())?;
+    println!("append throughput, {seconds} s per measurement, {rounds} alternating rounds");
     println!(
-        "{:>8} {:>14} {:>14} {:>8}",
-        "clients", "commands/s", "pgbench tps", "ratio"
+        "{:>8} {:>6} {:>14} {:>14} {:>8}",
+        "clients", "round", "commands/s", "pgbench tps", "ratio"
     );
+    let mut summary = Vec::new();
     for clients in [1usize, 4, 16] {
-        let commands = command_path(clients, seconds).await?;
-        let (url, pool) = fresh_database("append", 2).await?;
-        pool.close().await;
-        let tps = pgbench(clients, seconds, &url)?;
-        println!(
-            "{clients:>8} {commands:>14.0} {tps:>14.0} {:>7.1}%",
-            100.0 * commands / tps
-        );
+        let mut ratios = Vec::new();
+        for round in 1..=rounds {
+            let commands = command_path(clients, seconds).await?;
+            let (url, pool) = fresh_database("append", 2).await?;
+            pool.close().await;
+            let tps = pgbench(clients, seconds, &url)?;
+            let ratio = 100.0 * commands / tps;
+            println!("{clients:>8} {round:>6} {commands:>14.0} {tps:>14.0} {ratio:>7.1}%");
+            ratios.push(ratio);
+        }
+        ratios.sort_by(f64::total_cmp);
+        summary.push((
+            clients,
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+        ));
+    }
+    println!("median ratio (min..max):");
+    for (clients, median, min, max) in summary {
+        println!("{clients:>8} clients: {median:.1}% ({min:.1}..{max:.1}%)");
     }
     drop_database("append").await?;
     Ok(())
