@@ -4,29 +4,6 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use sqlx::{Connection, PgConnection};
-
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-async fn fresh_database() -> String {
-    let name = format!("sentryops_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url())
-        .await
-        .expect("PostgreSQL reachable");
-    sqlx::query(&format!("create database \"{name}\""))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let (base, _) = admin_url()
-        .rsplit_once('/')
-        .map(|(b, d)| (b.to_string(), d.to_string()))
-        .expect("url");
-    format!("{base}/{name}")
-}
-
 fn sentryops(
     database_url: &str,
     args: &[&str],
@@ -66,7 +43,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn the_command_line_manages_users_projections_and_exports() {
-    let url = fresh_database().await;
+    let url = sentryops_projections::testing::create_database().await;
     let migrate = sentryops(&url, &["migrate"], None, None);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
 

@@ -16,6 +16,8 @@ pub mod rebuild;
 pub mod runtime;
 pub mod status;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod users;
 
 use std::sync::Arc;

@@ -241,10 +241,7 @@ async fn two_runtimes_never_both_apply() {
         .expect("events");
     let target = log_position_of(&db.pool, last).await;
     assert!(first.wait_for(target, Duration::from_secs(10)).await);
-    let runners: Vec<String> = sqlx::query_scalar("select distinct runner from test_applied")
-        .fetch_all(&db.pool)
-        .await
-        .expect("runners");
+    let runners = runners(&db.pool).await;
     assert_eq!(
         runners.len(),
         1,
@@ -438,10 +435,7 @@ async fn a_newer_code_version_rebuilds_at_start() {
     })
     .await;
     runtime.stop().await;
-    let runners: Vec<String> = sqlx::query_scalar("select distinct runner from test_applied")
-        .fetch_all(&db.pool)
-        .await
-        .expect("runners");
+    let runners = runners(&db.pool).await;
     assert_eq!(
         runners,
         vec!["v2".to_string()],
@@ -512,10 +506,7 @@ async fn a_rebuild_started_by_other_code_starts_over() {
     .await
     .expect("rebuild by v2");
     assert_eq!(outcome, RebuildOutcome::Completed { events: 30 });
-    let runners: Vec<String> = sqlx::query_scalar("select distinct runner from test_applied")
-        .fetch_all(&db.pool)
-        .await
-        .expect("runners");
+    let runners = runners(&db.pool).await;
     assert_eq!(
         runners,
         vec!["v2".to_string()],
@@ -571,10 +562,7 @@ async fn a_tool_rebuild_is_carried_out_by_the_running_leader() {
         "{outcome:?}"
     );
     leader.stop().await;
-    let runners: Vec<String> = sqlx::query_scalar("select distinct runner from test_applied")
-        .fetch_all(&db.pool)
-        .await
-        .expect("runners");
+    let runners = runners(&db.pool).await;
     assert_eq!(
         runners,
         vec!["leader".to_string()],

@@ -5,7 +5,9 @@
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sqlx::FromRow;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, FromRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -87,6 +89,28 @@ const FILTERS: &str = "($1::text is null or entity_type = $1) \
      and ($5::timestamptz is null or created_at >= $5) \
      and ($6::timestamptz is null or created_at <= $6)";
 
+/// The filters ($1..$6), bound once and shared by the count, and the same
+/// plus cursor, limit and offset ($7..$9) for the page.
+fn arguments(
+    query: &AuditQuery,
+    cursor: Option<i64>,
+    limit: i64,
+    offset: i64,
+) -> Result<(PgArguments, PgArguments), BoxDynError> {
+    let mut filters = PgArguments::default();
+    filters.add(&query.entity_type)?;
+    filters.add(&query.entity_id)?;
+    filters.add(&query.actor_id)?;
+    filters.add(&query.action)?;
+    filters.add(query.from)?;
+    filters.add(query.to)?;
+    let mut page = filters.clone();
+    page.add(cursor)?;
+    page.add(limit)?;
+    page.add(if cursor.is_some() { 0 } else { offset })?;
+    Ok((filters, page))
+}
+
 async fn list(state: &AppState, query: AuditQuery) -> Result<Answer<Page<AuditEntry>>, ApiError> {
     let (limit, offset) = page_bounds(query.limit, query.offset)?;
     let cursor = parse_cursor(query.cursor.as_deref())?;
@@ -95,33 +119,24 @@ async fn list(state: &AppState, query: AuditQuery) -> Result<Answer<Page<AuditEn
             return Err(ApiError::invalid_field("from", "must not be after `to`"));
         }
     }
-    let items: Vec<AuditEntry> = sqlx::query_as(&format!(
-        "select id, created_at, actor_id, action, entity_type, entity_id, before, after, \
-                source_ip, user_agent, request_id, correlation_id, event_position \
-         from audit_timeline \
-         where {FILTERS} and ($7::bigint is null or event_position < $7) \
-         order by event_position desc limit $8 offset $9"
-    ))
-    .bind(&query.entity_type)
-    .bind(&query.entity_id)
-    .bind(&query.actor_id)
-    .bind(&query.action)
-    .bind(query.from)
-    .bind(query.to)
-    .bind(cursor)
-    .bind(limit)
-    .bind(if cursor.is_some() { 0 } else { offset })
+    let (filters, page) = arguments(&query, cursor, limit, offset)
+        .map_err(|error| ApiError::internal(anyhow::anyhow!(error)))?;
+    let items: Vec<AuditEntry> = sqlx::query_as_with(
+        &format!(
+            "select id, created_at, actor_id, action, entity_type, entity_id, before, after, \
+                    source_ip, user_agent, request_id, correlation_id, event_position \
+             from audit_timeline \
+             where {FILTERS} and ($7::bigint is null or event_position < $7) \
+             order by event_position desc limit $8 offset $9"
+        ),
+        page,
+    )
     .fetch_all(&state.pool)
     .await?;
-    let total: i64 = sqlx::query_scalar(&format!(
-        "select count(*) from audit_timeline where {FILTERS}"
-    ))
-    .bind(&query.entity_type)
-    .bind(&query.entity_id)
-    .bind(&query.actor_id)
-    .bind(&query.action)
-    .bind(query.from)
-    .bind(query.to)
+    let total: i64 = sqlx::query_scalar_with(
+        &format!("select count(*) from audit_timeline where {FILTERS}"),
+        filters,
+    )
     .fetch_one(&state.pool)
     .await?;
     let next_cursor = (items.len() as i64 == limit)

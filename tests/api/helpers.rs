@@ -10,16 +10,10 @@ use axum::Router;
 use sentryops::config::Config;
 use sentryops::startup::Application;
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
 use tower::ServiceExt;
 
 /// The static admin token every test app accepts.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
-
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
 
 /// A running service on its own database.
 pub struct TestApp {
@@ -72,19 +66,7 @@ impl TestResponse {
 
 /// Builds the service on a fresh database.
 pub async fn spawn_app() -> TestApp {
-    let name = format!("sentryops_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url())
-        .await
-        .expect("PostgreSQL reachable at TEST_DATABASE_URL");
-    sqlx::query(&format!("create database \"{name}\""))
-        .execute(&mut admin)
-        .await
-        .expect("create the test database");
-    let (base, _) = admin_url()
-        .rsplit_once('/')
-        .map(|(b, d)| (b.to_string(), d.to_string()))
-        .expect("url");
-    let database_url = format!("{base}/{name}");
+    let database_url = sentryops_projections::testing::create_database().await;
     let app = Application::build(Config::for_tests(&database_url, ADMIN_TOKEN))
         .await
         .expect("the service builds");

@@ -11,48 +11,35 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sentryops_events::EventMetadata;
 use sentryops_projections::store::StoredEvent;
-use sentryops_projections::{Projection, ProjectionRuntime, RuntimeOptions, MIGRATOR};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sentryops_projections::{Projection, ProjectionRuntime, RuntimeOptions};
+use sqlx::{PgConnection, PgPool};
 
-/// The server URL tests create their databases from.
-pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-fn with_database(url: &str, database: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("a database URL has a path");
-    format!("{base}/{database}")
-}
-
-/// A fresh, migrated database.
+/// A fresh, migrated database with the counting projection's table.
 pub struct TestDb {
     pub pool: PgPool,
     pub url: String,
 }
 
 pub async fn fresh_db() -> TestDb {
-    let name = format!("sentryops_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url())
+    let db = sentryops_projections::testing::fresh_database().await;
+    sqlx::query(
+        "create table test_applied (position bigint not null, transaction_id bigint not null, runner text not null)",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("create the counting table");
+    TestDb {
+        pool: db.pool,
+        url: db.url,
+    }
+}
+
+/// The distinct runners that wrote `test_applied`.
+pub async fn runners(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("select distinct runner from test_applied order by runner")
+        .fetch_all(pool)
         .await
-        .expect("PostgreSQL reachable at TEST_DATABASE_URL");
-    sqlx::query(&format!("create database \"{name}\""))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
-    let url = with_database(&admin_url(), &name);
-    let pool = PgPoolOptions::new()
-        .max_connections(30)
-        .connect(&url)
-        .await
-        .expect("connect to the test database");
-    MIGRATOR.run(&pool).await.expect("migrations apply");
-    sqlx::query("create table test_applied (position bigint not null, transaction_id bigint not null, runner text not null)")
-        .execute(&pool)
-        .await
-        .expect("create the counting table");
-    TestDb { pool, url }
+        .expect("runners")
 }
 
 /// Options with short intervals so tests run fast.
