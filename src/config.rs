@@ -74,6 +74,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub password_hashing: PasswordHashing,
     pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// The access-token key file (`sentryops keys init|rotate`). Without it
+    /// the process signs with a key of its own that dies with it.
+    pub token_keys_file: Option<std::path::PathBuf>,
+    /// Lifetime of access tokens (SPEC: 15 minutes by default).
+    pub access_token_ttl: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -147,6 +152,8 @@ impl Config {
                 max_concurrent: parsed("ARGON2_MAX_CONCURRENT", 2)?,
             },
             bootstrap_admin,
+            token_keys_file: var("SENTRYOPS_TOKEN_KEYS_FILE").map(std::path::PathBuf::from),
+            access_token_ttl: Duration::from_secs(parsed("ACCESS_TOKEN_TTL_SECONDS", 900)?),
         })
     }
 
@@ -173,6 +180,8 @@ impl Config {
                 max_concurrent: 2,
             },
             bootstrap_admin: None,
+            token_keys_file: None,
+            access_token_ttl: Duration::from_secs(900),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! in `sentryops-projections`; this crate holds the command side
 //! ([`domain`]), the REST API ([`http`]), configuration, start-up and the CLI.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;

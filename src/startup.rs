@@ -49,6 +49,17 @@ impl Application {
         );
         runtime.start().await;
         let passwords = Passwords::new(config.password_hashing)?;
+        let keyring = crate::auth::SharedKeyring::open(
+            config.token_keys_file.as_ref(),
+            config.access_token_ttl,
+        )?;
+        if let Some(file) = &config.token_keys_file {
+            keyring.watch(
+                file.clone(),
+                config.access_token_ttl,
+                std::time::Duration::from_secs(10),
+            );
+        }
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
@@ -58,6 +69,7 @@ impl Application {
             pool,
             runtime,
             passwords,
+            keyring,
         });
         crate::demo::ensure_bootstrap_admin(&state).await?;
         Ok(Self { listener, state })

@@ -44,6 +44,20 @@ enum Command {
     /// Read the event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Manage the access-token key file (SENTRYOPS_TOKEN_KEYS_FILE).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create the key file with one signing key (refuses to overwrite).
+    Init,
+    /// Add a new signing key; the previous one verifies until the longest
+    /// access-token lifetime has passed, then it is dropped.
+    Rotate,
+    /// List the keys: id, status, and when a retiring key stops verifying.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +142,7 @@ pub async fn run() -> anyhow::Result<()> {
             projection_status(config, json).await
         }
         Command::Projections(ProjectionsCommand::Rebuild(args)) => rebuild(config, args).await,
+        Command::Keys(command) => keys(&config, command),
         Command::Events(EventsCommand::Export { after, format }) => {
             let pool = startup::connect(&config).await?;
             export::export(&pool, after, format).await
@@ -305,6 +320,31 @@ async fn rebuild(config: Config, args: RebuildArgs) -> anyhow::Result<()> {
             }
             RebuildOutcome::Stopped { events } => {
                 eprintln!("{}: stopped after {events} events", projection.name())
+            }
+        }
+    }
+    Ok(())
+}
+
+fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    use crate::auth::keyring::{create_key_file, rotate_key_file, Keyring};
+    let path = config
+        .token_keys_file
+        .as_ref()
+        .context("set SENTRYOPS_TOKEN_KEYS_FILE to the key file's path")?;
+    match command {
+        KeysCommand::Init => println!("{}", create_key_file(path)?),
+        KeysCommand::Rotate => println!("{}", rotate_key_file(path, config.access_token_ttl)?),
+        KeysCommand::List => {
+            for key in Keyring::load(path, config.access_token_ttl)?.published() {
+                println!(
+                    "{}  {:?}{}",
+                    key.kid,
+                    key.status,
+                    key.retires_at
+                        .map(|at| format!("  verifies until {at}"))
+                        .unwrap_or_default()
+                );
             }
         }
     }

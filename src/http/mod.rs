@@ -4,6 +4,7 @@
 //! their authentication floor through an extractor.
 
 pub mod audit;
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -45,6 +46,7 @@ pub struct AppStateInner {
     pub commands: Commands,
     pub runtime: ProjectionRuntime,
     pub passwords: Passwords,
+    pub keyring: crate::auth::SharedKeyring,
 }
 
 impl std::ops::Deref for AppState {
@@ -92,6 +94,7 @@ fn routes() -> Router<AppState> {
         )
         .route("/api/v1/users", get(users::list).post(users::create))
         .route("/api/v1/projections", get(projections::list))
+        .route("/api/v1/auth/keys", get(auth::keys))
 }
 
 /// The full application: routes plus the middleware stack, outermost first:

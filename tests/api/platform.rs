@@ -185,3 +185,24 @@ async fn with_the_database_gone_ready_fails_and_requests_get_a_503_envelope() {
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_token_verification_keys_are_published_without_auth() {
+    let app = spawn_app().await;
+    let response = app.get("/api/v1/auth/keys", false).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let body = response.json();
+    let keys = body["data"]["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0]["kid"].as_str().expect("kid").starts_with("k4.pid."));
+    assert!(keys[0]["public_key"]
+        .as_str()
+        .expect("key")
+        .starts_with("k4.public."));
+    assert_eq!(keys[0]["status"], "active");
+    assert!(
+        !response.text.contains("k4.secret"),
+        "no secret key is ever published"
+    );
+    app.stop().await;
+}
