@@ -60,6 +60,56 @@ fn describe_user(event: &UserEvent) -> AuditFacts {
                 "mfa_enabled": mfa_enabled,
             })),
         },
+        UserEvent::UserProfileUpdated {
+            full_name_before,
+            full_name,
+        } => AuditFacts {
+            action: "user.profile_updated".into(),
+            before: Some(json!({ "full_name": full_name_before })),
+            after: Some(json!({ "full_name": full_name })),
+        },
+        UserEvent::UserRoleChanged { from, to } => AuditFacts {
+            action: "user.role_changed".into(),
+            before: Some(json!({ "role": from })),
+            after: Some(json!({ "role": to })),
+        },
+        UserEvent::UserDeactivated => state_change("user.deactivated", "is_active", true, false),
+        UserEvent::UserReactivated => state_change("user.reactivated", "is_active", false, true),
+        UserEvent::UserMfaChanged { mfa_enabled } => state_change(
+            "user.mfa_changed",
+            "mfa_enabled",
+            !mfa_enabled,
+            *mfa_enabled,
+        ),
+        // The hash is a secret: the timeline says that it changed, not to what.
+        UserEvent::PasswordChanged { .. } => AuditFacts {
+            action: "user.password_changed".into(),
+            before: None,
+            after: Some(json!({ "password": "changed" })),
+        },
+        UserEvent::PasswordRehashed { .. } => AuditFacts {
+            action: "user.password_rehashed".into(),
+            before: None,
+            after: Some(json!({ "password_hash": "upgraded" })),
+        },
+        UserEvent::LoginSucceeded => AuditFacts {
+            action: "auth.login_succeeded".into(),
+            before: None,
+            after: None,
+        },
+        UserEvent::LoginFailed { reason } => AuditFacts {
+            action: "auth.login_failed".into(),
+            before: None,
+            after: Some(json!({ "reason": reason })),
+        },
+    }
+}
+
+fn state_change(action: &str, field: &str, before: bool, after: bool) -> AuditFacts {
+    AuditFacts {
+        action: action.into(),
+        before: Some(json!({ field: before })),
+        after: Some(json!({ field: after })),
     }
 }
 
@@ -86,6 +136,39 @@ mod tests {
         let rendered = serde_json::to_string(&facts.after).expect("serializable");
         assert!(!rendered.contains("argon2"), "{rendered}");
         assert!(rendered.contains("a@example.com"));
+    }
+
+    #[test]
+    fn password_events_never_carry_the_hash_into_the_timeline() {
+        for event in [
+            UserEvent::PasswordChanged {
+                password_hash: "$argon2id$v=19$secret-hash".into(),
+            },
+            UserEvent::PasswordRehashed {
+                password_hash: "$argon2id$v=19$secret-hash".into(),
+            },
+        ] {
+            let payload = serde_json::to_value(&event).expect("serializable");
+            let facts = describe("user", "PasswordChanged", &payload);
+            let rendered = format!("{:?} {:?}", facts.before, facts.after);
+            assert!(!rendered.contains("secret-hash"), "{rendered}");
+        }
+    }
+
+    #[test]
+    fn a_role_change_shows_before_and_after() {
+        let event = UserEvent::UserRoleChanged {
+            from: user::Role::Viewer,
+            to: user::Role::Admin,
+        };
+        let facts = describe(
+            "user",
+            "UserRoleChanged",
+            &serde_json::to_value(&event).expect("json"),
+        );
+        assert_eq!(facts.action, "user.role_changed");
+        assert_eq!(facts.before, Some(json!({ "role": "viewer" })));
+        assert_eq!(facts.after, Some(json!({ "role": "admin" })));
     }
 
     #[test]

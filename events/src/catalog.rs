@@ -5,7 +5,18 @@
 //! event or bumping a version without an upcaster fails CI.
 
 /// `(aggregate_type, event_type, event_version)` of every event written today.
-pub const EVENT_CATALOG: &[(&str, &str, &str)] = &[("user", "UserRegistered", "1.0")];
+pub const EVENT_CATALOG: &[(&str, &str, &str)] = &[
+    ("user", "UserRegistered", "1.0"),
+    ("user", "UserProfileUpdated", "1.0"),
+    ("user", "UserRoleChanged", "1.0"),
+    ("user", "UserDeactivated", "1.0"),
+    ("user", "UserReactivated", "1.0"),
+    ("user", "UserMfaChanged", "1.0"),
+    ("user", "PasswordChanged", "1.0"),
+    ("user", "PasswordRehashed", "1.0"),
+    ("user", "LoginSucceeded", "1.0"),
+    ("user", "LoginFailed", "1.0"),
+];
 
 /// Event payload keys that hold secrets. They are stored (the log is the
 /// source of truth) but redacted wherever events leave the service.
@@ -40,21 +51,60 @@ mod tests {
     fn catalog_is_pinned() {
         // Golden copy: change it only together with an upcaster and a note
         // in the changelog of events.
-        let golden: &[(&str, &str, &str)] = &[("user", "UserRegistered", "1.0")];
+        let golden: &[(&str, &str, &str)] = &[
+            ("user", "UserRegistered", "1.0"),
+            ("user", "UserProfileUpdated", "1.0"),
+            ("user", "UserRoleChanged", "1.0"),
+            ("user", "UserDeactivated", "1.0"),
+            ("user", "UserReactivated", "1.0"),
+            ("user", "UserMfaChanged", "1.0"),
+            ("user", "PasswordChanged", "1.0"),
+            ("user", "PasswordRehashed", "1.0"),
+            ("user", "LoginSucceeded", "1.0"),
+            ("user", "LoginFailed", "1.0"),
+        ];
         assert_eq!(EVENT_CATALOG, golden);
     }
 
     #[test]
     fn every_user_event_is_in_the_catalog() {
-        let samples = [UserEvent::UserRegistered {
-            user_id: Uuid::nil(),
-            email: String::new(),
-            full_name: String::new(),
-            role: Role::Viewer,
-            password_hash: String::new(),
-            mfa_enabled: false,
-            registered_at: OffsetDateTime::UNIX_EPOCH,
-        }];
+        let samples = [
+            UserEvent::UserRegistered {
+                user_id: Uuid::nil(),
+                email: String::new(),
+                full_name: String::new(),
+                role: Role::Viewer,
+                password_hash: String::new(),
+                mfa_enabled: false,
+                registered_at: OffsetDateTime::UNIX_EPOCH,
+            },
+            UserEvent::UserProfileUpdated {
+                full_name_before: String::new(),
+                full_name: String::new(),
+            },
+            UserEvent::UserRoleChanged {
+                from: Role::Viewer,
+                to: Role::Admin,
+            },
+            UserEvent::UserDeactivated,
+            UserEvent::UserReactivated,
+            UserEvent::UserMfaChanged { mfa_enabled: true },
+            UserEvent::PasswordChanged {
+                password_hash: String::new(),
+            },
+            UserEvent::PasswordRehashed {
+                password_hash: String::new(),
+            },
+            UserEvent::LoginSucceeded,
+            UserEvent::LoginFailed {
+                reason: crate::user::LoginFailure::WrongPassword,
+            },
+        ];
+        assert_eq!(
+            samples.len(),
+            EVENT_CATALOG.len(),
+            "a sample per catalogued event"
+        );
         for event in samples {
             let entry = ("user", event.event_type(), event.event_version());
             assert!(

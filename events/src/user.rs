@@ -59,18 +59,60 @@ pub enum UserEvent {
         #[serde(with = "time::serde::rfc3339")]
         registered_at: OffsetDateTime,
     },
+    /// The display name changed.
+    UserProfileUpdated {
+        full_name_before: String,
+        full_name: String,
+    },
+    /// The role changed.
+    UserRoleChanged { from: Role, to: Role },
+    /// The account was deactivated: it can no longer log in, and its
+    /// sessions are revoked.
+    UserDeactivated,
+    /// The account was reactivated.
+    UserReactivated,
+    /// Multi-factor authentication was switched on or off.
+    UserMfaChanged { mfa_enabled: bool },
+    /// The user (or an admin) set a new password.
+    PasswordChanged { password_hash: String },
+    /// The stored hash was upgraded to the current parameters on login.
+    PasswordRehashed { password_hash: String },
+    /// A login succeeded (ip, user agent and request id are in the metadata).
+    LoginSucceeded,
+    /// A login failed. Recorded on the aggregate of the presented email even
+    /// when no user has it; that creates no user.
+    LoginFailed { reason: LoginFailure },
+}
+
+/// Why a login failed. Never shown to the caller (all answer the same 401),
+/// only recorded for auditors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginFailure {
+    UnknownEmail,
+    WrongPassword,
+    Inactive,
 }
 
 impl DomainEvent for UserEvent {
     fn event_type(&self) -> String {
         match self {
-            UserEvent::UserRegistered { .. } => "UserRegistered".into(),
+            UserEvent::UserRegistered { .. } => "UserRegistered",
+            UserEvent::UserProfileUpdated { .. } => "UserProfileUpdated",
+            UserEvent::UserRoleChanged { .. } => "UserRoleChanged",
+            UserEvent::UserDeactivated => "UserDeactivated",
+            UserEvent::UserReactivated => "UserReactivated",
+            UserEvent::UserMfaChanged { .. } => "UserMfaChanged",
+            UserEvent::PasswordChanged { .. } => "PasswordChanged",
+            UserEvent::PasswordRehashed { .. } => "PasswordRehashed",
+            UserEvent::LoginSucceeded => "LoginSucceeded",
+            UserEvent::LoginFailed { .. } => "LoginFailed",
         }
+        .into()
     }
 
     fn event_version(&self) -> String {
-        match self {
-            UserEvent::UserRegistered { .. } => "1.0".into(),
-        }
+        // Every user event is at its first shape.
+        "1.0".into()
     }
 }

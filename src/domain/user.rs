@@ -70,6 +70,16 @@ impl FullName {
 /// Commands on a user.
 #[derive(Debug, Clone)]
 pub enum UserCommand {
+    /// Changes any of the profile fields; unchanged fields append nothing.
+    UpdateUser {
+        full_name: Option<FullName>,
+        is_active: Option<bool>,
+        mfa_enabled: Option<bool>,
+    },
+    /// Gives the user another role.
+    ChangeRole { role: Role },
+    /// Soft-deactivates the account (idempotent).
+    DeactivateUser,
     /// Creates the account. The password arrives already hashed: hashing is
     /// slow and belongs on the blocking pool, not in the aggregate.
     RegisterUser {
@@ -86,6 +96,8 @@ pub enum UserCommand {
 pub enum UserError {
     #[error("a user with this email already exists")]
     EmailTaken,
+    #[error("user")]
+    NotFound,
 }
 
 /// The user aggregate's state: only what its decisions need.
@@ -93,6 +105,18 @@ pub enum UserError {
 pub struct User {
     user_id: Option<Uuid>,
     role: Option<Role>,
+    full_name: String,
+    is_active: bool,
+    mfa_enabled: bool,
+}
+
+impl User {
+    fn require_registered(&self) -> Result<(), UserError> {
+        match self.user_id {
+            Some(_) => Ok(()),
+            None => Err(UserError::NotFound),
+        }
+    }
 }
 
 impl Aggregate for User {
@@ -131,15 +155,76 @@ impl Aggregate for User {
                 sink.write(event, self).await;
                 Ok(())
             }
+            UserCommand::UpdateUser {
+                full_name,
+                is_active,
+                mfa_enabled,
+            } => {
+                self.require_registered()?;
+                let mut events = Vec::new();
+                if let Some(full_name) = full_name.filter(|name| name.as_str() != self.full_name) {
+                    events.push(UserEvent::UserProfileUpdated {
+                        full_name_before: self.full_name.clone(),
+                        full_name: full_name.as_str().to_string(),
+                    });
+                }
+                match is_active {
+                    Some(true) if !self.is_active => events.push(UserEvent::UserReactivated),
+                    Some(false) if self.is_active => events.push(UserEvent::UserDeactivated),
+                    _ => {}
+                }
+                if let Some(mfa_enabled) =
+                    mfa_enabled.filter(|&enabled| enabled != self.mfa_enabled)
+                {
+                    events.push(UserEvent::UserMfaChanged { mfa_enabled });
+                }
+                for event in events {
+                    sink.write(event, self).await;
+                }
+                Ok(())
+            }
+            UserCommand::ChangeRole { role } => {
+                self.require_registered()?;
+                if let Some(from) = self.role.filter(|&current| current != role) {
+                    sink.write(UserEvent::UserRoleChanged { from, to: role }, self)
+                        .await;
+                }
+                Ok(())
+            }
+            UserCommand::DeactivateUser => {
+                self.require_registered()?;
+                if self.is_active {
+                    sink.write(UserEvent::UserDeactivated, self).await;
+                }
+                Ok(())
+            }
         }
     }
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            UserEvent::UserRegistered { user_id, role, .. } => {
+            UserEvent::UserRegistered {
+                user_id,
+                role,
+                full_name,
+                mfa_enabled,
+                ..
+            } => {
                 self.user_id = Some(user_id);
                 self.role = Some(role);
+                self.full_name = full_name;
+                self.is_active = true;
+                self.mfa_enabled = mfa_enabled;
             }
+            UserEvent::UserProfileUpdated { full_name, .. } => self.full_name = full_name,
+            UserEvent::UserRoleChanged { to, .. } => self.role = Some(to),
+            UserEvent::UserDeactivated => self.is_active = false,
+            UserEvent::UserReactivated => self.is_active = true,
+            UserEvent::UserMfaChanged { mfa_enabled } => self.mfa_enabled = mfa_enabled,
+            UserEvent::PasswordChanged { .. }
+            | UserEvent::PasswordRehashed { .. }
+            | UserEvent::LoginSucceeded
+            | UserEvent::LoginFailed { .. } => {}
         }
     }
 }
@@ -204,6 +289,110 @@ mod tests {
             .given(vec![registered("ada@example.com")])
             .when(register("ada@example.com"))
             .then_expect_error(UserError::EmailTaken);
+    }
+
+    #[test]
+    fn given_a_user_when_updating_then_only_changed_fields_are_events() {
+        let events = TestFramework::<User>::with(())
+            .given(vec![registered("ada@example.com")])
+            .when(UserCommand::UpdateUser {
+                full_name: Some(FullName::parse("Ada King").expect("valid")),
+                is_active: Some(false),
+                mfa_enabled: Some(true),
+            })
+            .inspect_result()
+            .expect("accepted");
+        assert_eq!(
+            events,
+            vec![
+                UserEvent::UserProfileUpdated {
+                    full_name_before: "Ada Lovelace".into(),
+                    full_name: "Ada King".into(),
+                },
+                UserEvent::UserDeactivated,
+            ],
+            "mfa was already on: no event for it"
+        );
+    }
+
+    #[test]
+    fn given_a_user_when_updating_nothing_then_no_event() {
+        TestFramework::<User>::with(())
+            .given(vec![registered("ada@example.com")])
+            .when(UserCommand::UpdateUser {
+                full_name: Some(FullName::parse("Ada Lovelace").expect("valid")),
+                is_active: Some(true),
+                mfa_enabled: None,
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn given_an_inactive_user_when_reactivating_then_reactivated() {
+        TestFramework::<User>::with(())
+            .given(vec![
+                registered("ada@example.com"),
+                UserEvent::UserDeactivated,
+            ])
+            .when(UserCommand::UpdateUser {
+                full_name: None,
+                is_active: Some(true),
+                mfa_enabled: Some(false),
+            })
+            .then_expect_events(vec![
+                UserEvent::UserReactivated,
+                UserEvent::UserMfaChanged { mfa_enabled: false },
+            ]);
+    }
+
+    #[test]
+    fn given_a_user_when_changing_role_then_role_changed_once() {
+        TestFramework::<User>::with(())
+            .given(vec![registered("ada@example.com")])
+            .when(UserCommand::ChangeRole { role: Role::Admin })
+            .then_expect_events(vec![UserEvent::UserRoleChanged {
+                from: Role::Operator,
+                to: Role::Admin,
+            }]);
+        TestFramework::<User>::with(())
+            .given(vec![registered("ada@example.com")])
+            .when(UserCommand::ChangeRole {
+                role: Role::Operator,
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn given_a_user_when_deactivating_twice_then_one_event() {
+        TestFramework::<User>::with(())
+            .given(vec![
+                registered("ada@example.com"),
+                UserEvent::UserDeactivated,
+            ])
+            .when(UserCommand::DeactivateUser)
+            .then_expect_events(vec![]);
+        TestFramework::<User>::with(())
+            .given(vec![registered("ada@example.com")])
+            .when(UserCommand::DeactivateUser)
+            .then_expect_events(vec![UserEvent::UserDeactivated]);
+    }
+
+    #[test]
+    fn given_no_user_when_changing_it_then_not_found() {
+        for command in [
+            UserCommand::DeactivateUser,
+            UserCommand::ChangeRole { role: Role::Admin },
+            UserCommand::UpdateUser {
+                full_name: None,
+                is_active: Some(false),
+                mfa_enabled: None,
+            },
+        ] {
+            TestFramework::<User>::with(())
+                .given_no_previous_events()
+                .when(command)
+                .then_expect_error(UserError::NotFound);
+        }
     }
 
     #[test]

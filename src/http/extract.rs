@@ -18,6 +18,12 @@ use super::AppState;
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
+/// `axum::extract::Path` with a 422 envelope on a malformed segment (an id
+/// that is not a UUID, say).
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
 /// `axum::extract::Query` with a 422 envelope on bad parameters.
 #[derive(Debug, Clone, Copy, Default, FromRequestParts)]
 #[from_request(via(Query), rejection(ApiError))]

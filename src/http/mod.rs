@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, patch, post};
 use axum::Router;
 use sentryops_projections::{LogPosition, ProjectionRuntime};
 use sqlx::PgPool;
@@ -93,6 +93,9 @@ fn routes() -> Router<AppState> {
             get(audit::list_entity),
         )
         .route("/api/v1/users", get(users::list).post(users::create))
+        .route("/api/v1/users/{id}", get(users::get).patch(users::update))
+        .route("/api/v1/users/{id}/role", patch(users::change_role))
+        .route("/api/v1/users/{id}/deactivate", post(users::deactivate))
         .route("/api/v1/projections", get(projections::list))
         .route("/api/v1/auth/keys", get(auth::keys))
 }

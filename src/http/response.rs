@@ -48,6 +48,13 @@ impl<T: Serialize> Answer<T> {
         answer
     }
 
+    /// Names the position of the last event the request appended (a
+    /// mutation that changed nothing appends none and sends no header).
+    pub fn with_position(mut self, position: Option<LogPosition>) -> Self {
+        self.position = position;
+        self
+    }
+
     /// Adds `meta`.
     pub fn with_meta(mut self, meta: Value) -> Self {
         self.envelope.meta = Some(meta);

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::audit::page_bounds;
 use super::error::{ApiError, DomainError};
-use super::extract::{Admin, ApiJson, ApiQuery, RequestContext};
+use super::extract::{Admin, ApiJson, ApiPath, ApiQuery, RequestContext};
 use super::response::{Answer, Page};
 use super::AppState;
 use crate::config::Secret;
@@ -20,6 +20,7 @@ impl DomainError for UserError {
     fn to_api_error(&self) -> ApiError {
         match self {
             UserError::EmailTaken => ApiError::Conflict(self.to_string()),
+            UserError::NotFound => ApiError::NotFound("user"),
         }
     }
 }
@@ -198,4 +199,110 @@ pub async fn list(
         limit,
         offset,
     }))
+}
+
+/// Reads a user after a command, waiting (bounded) for the read model to
+/// pass the command's events.
+async fn answer_with_user(
+    state: &AppState,
+    id: Uuid,
+    position: Option<sentryops_projections::LogPosition>,
+) -> Result<Answer<UserView>, ApiError> {
+    if let Some(position) = position {
+        state.await_read_models(position).await;
+    }
+    let user = find(state, id).await?.ok_or(ApiError::NotFound("user"))?;
+    Ok(Answer::ok(user).with_position(position))
+}
+
+/// `GET /api/v1/users/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Answer<UserView>, ApiError> {
+    answer_with_user(&state, id, None).await
+}
+
+/// Body of `PATCH /api/v1/users/{id}`: every field optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    full_name: Option<String>,
+    is_active: Option<bool>,
+    mfa_enabled: Option<bool>,
+}
+
+/// `PATCH /api/v1/users/{id}`: `{full_name?, is_active?, mfa_enabled?}`.
+pub async fn update(
+    State(state): State<AppState>,
+    admin: Admin,
+    context: RequestContext,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateUser>,
+) -> Result<Answer<UserView>, ApiError> {
+    let full_name = body
+        .full_name
+        .as_deref()
+        .map(FullName::parse)
+        .transpose()
+        .map_err(|reason| ApiError::invalid_field("full_name", reason))?;
+    let command = UserCommand::UpdateUser {
+        full_name,
+        is_active: body.is_active,
+        mfa_enabled: body.mfa_enabled,
+    };
+    let position = state
+        .commands
+        .user(id, command, context.metadata(admin.actor))
+        .await?;
+    answer_with_user(&state, id, position).await
+}
+
+/// Body of `PATCH /api/v1/users/{id}/role`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRole {
+    role: String,
+}
+
+/// `PATCH /api/v1/users/{id}/role`.
+pub async fn change_role(
+    State(state): State<AppState>,
+    admin: Admin,
+    context: RequestContext,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<ChangeRole>,
+) -> Result<Answer<UserView>, ApiError> {
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::invalid_field("role", "must be one of viewer, operator, admin, auditor")
+    })?;
+    let position = state
+        .commands
+        .user(
+            id,
+            UserCommand::ChangeRole { role },
+            context.metadata(admin.actor),
+        )
+        .await?;
+    answer_with_user(&state, id, position).await
+}
+
+/// `POST /api/v1/users/{id}/deactivate`: soft and idempotent. (Revoking the
+/// user's sessions joins this when sessions exist.)
+pub async fn deactivate(
+    State(state): State<AppState>,
+    admin: Admin,
+    context: RequestContext,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Answer<UserView>, ApiError> {
+    let position = state
+        .commands
+        .user(
+            id,
+            UserCommand::DeactivateUser,
+            context.metadata(admin.actor),
+        )
+        .await?;
+    answer_with_user(&state, id, position).await
 }

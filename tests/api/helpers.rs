@@ -141,3 +141,19 @@ impl TestApp {
         self.app.state().runtime.stop().await;
     }
 }
+
+impl TestApp {
+    /// A request with a JSON body and the admin token.
+    pub async fn send_json(&self, method: &str, path: &str, body: &Value) -> TestResponse {
+        self.send(
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
+    }
+}
