@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::session::{self, SessionEvent};
 use crate::user::{self, UserEvent};
 
 /// The audit view of one event.
@@ -32,6 +33,9 @@ pub fn describe(aggregate_type: &str, event_type: &str, payload: &Value) -> Audi
         user::AGGREGATE_TYPE => UserEvent::deserialize(payload)
             .ok()
             .map(|event| describe_user(&event)),
+        session::AGGREGATE_TYPE => SessionEvent::deserialize(payload)
+            .ok()
+            .map(|event| describe_session(&event)),
         _ => None,
     };
     known.unwrap_or_else(|| AuditFacts {
@@ -102,6 +106,32 @@ fn describe_user(event: &UserEvent) -> AuditFacts {
             before: None,
             after: Some(json!({ "reason": reason })),
         },
+    }
+}
+
+fn describe_session(event: &SessionEvent) -> AuditFacts {
+    let (action, after) = match event {
+        SessionEvent::SessionStarted {
+            user_id,
+            expires_at,
+            ..
+        } => (
+            "session.started",
+            json!({ "user_id": user_id, "refresh_expires_at": expires_at.unix_timestamp() }),
+        ),
+        SessionEvent::RefreshTokenRotated { token_id, .. } => {
+            ("session.refresh_rotated", json!({ "token_id": token_id }))
+        }
+        SessionEvent::RefreshTokenReuseDetected { token_id } => (
+            "session.refresh_reuse_detected",
+            json!({ "token_id": token_id }),
+        ),
+        SessionEvent::SessionRevoked { reason } => ("session.revoked", json!({ "reason": reason })),
+    };
+    AuditFacts {
+        action: action.into(),
+        before: None,
+        after: Some(after),
     }
 }
 

@@ -16,11 +16,15 @@ pub const EVENT_CATALOG: &[(&str, &str, &str)] = &[
     ("user", "PasswordRehashed", "1.0"),
     ("user", "LoginSucceeded", "1.0"),
     ("user", "LoginFailed", "1.0"),
+    ("session", "SessionStarted", "1.0"),
+    ("session", "RefreshTokenRotated", "1.0"),
+    ("session", "RefreshTokenReuseDetected", "1.0"),
+    ("session", "SessionRevoked", "1.0"),
 ];
 
 /// Event payload keys that hold secrets. They are stored (the log is the
 /// source of truth) but redacted wherever events leave the service.
-pub const SECRET_PAYLOAD_KEYS: &[&str] = &["password_hash"];
+pub const SECRET_PAYLOAD_KEYS: &[&str] = &["password_hash", "token_hash"];
 
 /// Replaces the value of every [`SECRET_PAYLOAD_KEYS`] key, at any depth.
 pub fn redact_secrets(value: &mut serde_json::Value) {
@@ -42,6 +46,7 @@ pub fn redact_secrets(value: &mut serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::{RevocationReason, SessionEvent};
     use crate::user::{Role, UserEvent};
     use cqrs_es::DomainEvent;
     use time::OffsetDateTime;
@@ -62,6 +67,10 @@ mod tests {
             ("user", "PasswordRehashed", "1.0"),
             ("user", "LoginSucceeded", "1.0"),
             ("user", "LoginFailed", "1.0"),
+            ("session", "SessionStarted", "1.0"),
+            ("session", "RefreshTokenRotated", "1.0"),
+            ("session", "RefreshTokenReuseDetected", "1.0"),
+            ("session", "SessionRevoked", "1.0"),
         ];
         assert_eq!(EVENT_CATALOG, golden);
     }

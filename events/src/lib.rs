@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod metadata;
+pub mod session;
 pub mod user;
 
 pub use audit::{describe, AuditFacts};

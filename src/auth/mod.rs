@@ -4,6 +4,7 @@
 //! the identity issue; this module holds the key ring they build on.
 
 pub mod keyring;
+pub mod refresh;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

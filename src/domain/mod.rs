@@ -7,6 +7,7 @@
 //! its read models (read-your-writes) and return `X-Event-Position`.
 
 pub mod event_store;
+pub mod session;
 pub mod user;
 
 use cqrs_es::persist::PersistedEventStore;
@@ -30,6 +31,7 @@ fn command_handler<A: Aggregate>(pool: &PgPool, services: A::Services) -> Handle
 /// The command side of the service.
 pub struct Commands {
     users: Handler<user::User>,
+    sessions: Handler<session::Session>,
 }
 
 /// A command's failure: the aggregate refused it, or the store failed.
@@ -40,6 +42,7 @@ impl Commands {
     pub fn new(pool: PgPool) -> Self {
         Self {
             users: command_handler(&pool, ()),
+            sessions: command_handler(&pool, ()),
         }
     }
 
@@ -51,6 +54,17 @@ impl Commands {
         metadata: EventMetadata,
     ) -> CommandResult<user::UserError> {
         self.execute(&self.users, &user_id.to_string(), command, metadata)
+            .await
+    }
+
+    /// Runs `command` against the session `session_id`.
+    pub async fn session(
+        &self,
+        session_id: uuid::Uuid,
+        command: session::SessionCommand,
+        metadata: EventMetadata,
+    ) -> CommandResult<session::SessionError> {
+        self.execute(&self.sessions, &session_id.to_string(), command, metadata)
             .await
     }
 

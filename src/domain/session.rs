@@ -1,0 +1,368 @@
+//! The session aggregate: one refresh-token family (SPEC section 2,
+//! DESIGN D5).
+//!
+//! The single-use rule lives here, not in a read model: a rotation appends
+//! at the aggregate's next sequence, so of two concurrent rotations of one
+//! token exactly one commits (the other gets `AggregateConflict`). Presenting
+//! a token this session already consumed is reuse: the session records it
+//! and revokes itself, and the caller still answers 401.
+
+use std::sync::{Arc, OnceLock};
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use sentryops_events::session::{RevocationReason, SessionEvent, AGGREGATE_TYPE};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// What a rotation decided, read by the caller after the command ran
+/// (a command that appends events cannot also return an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationOutcome {
+    /// The presented token was current; a new one replaces it.
+    Rotated { user_id: Uuid },
+    /// The presented token was already consumed: the session is revoked.
+    ReuseDetected,
+}
+
+/// Where the aggregate leaves a rotation's outcome for the caller.
+pub type OutcomeSlot = Arc<OnceLock<RotationOutcome>>;
+
+/// Commands on a session.
+#[derive(Debug, Clone)]
+pub enum SessionCommand {
+    StartSession {
+        session_id: Uuid,
+        user_id: Uuid,
+        token_id: Uuid,
+        token_hash: String,
+        expires_at: OffsetDateTime,
+    },
+    RotateRefreshToken {
+        presented_token_id: Uuid,
+        presented_hash: String,
+        token_id: Uuid,
+        token_hash: String,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+        outcome: OutcomeSlot,
+    },
+    RevokeSession {
+        reason: RevocationReason,
+    },
+}
+
+/// Why a session command was refused. The API answers all with 401.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("session exists already")]
+    AlreadyStarted,
+    #[error("no such session")]
+    NotFound,
+    #[error("the session is revoked or expired")]
+    Inactive,
+    #[error("the refresh token is not this session's")]
+    InvalidToken,
+}
+
+/// The session's state: the current token, the consumed ones, the end.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Session {
+    user_id: Option<Uuid>,
+    current: Option<(Uuid, String)>,
+    consumed: Vec<(Uuid, String)>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+    revoked: bool,
+}
+
+fn same(token: &(Uuid, String), id: Uuid, hash: &str) -> bool {
+    token.0 == id && bool::from(token.1.as_bytes().ct_eq(hash.as_bytes()))
+}
+
+impl Aggregate for Session {
+    const TYPE: &'static str = AGGREGATE_TYPE;
+    type Command = SessionCommand;
+    type Event = SessionEvent;
+    type Error = SessionError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        match command {
+            SessionCommand::StartSession {
+                session_id,
+                user_id,
+                token_id,
+                token_hash,
+                expires_at,
+            } => {
+                if self.user_id.is_some() {
+                    return Err(SessionError::AlreadyStarted);
+                }
+                sink.write(
+                    SessionEvent::SessionStarted {
+                        session_id,
+                        user_id,
+                        token_id,
+                        token_hash,
+                        expires_at,
+                    },
+                    self,
+                )
+                .await;
+                Ok(())
+            }
+            SessionCommand::RotateRefreshToken {
+                presented_token_id,
+                presented_hash,
+                token_id,
+                token_hash,
+                expires_at,
+                now,
+                outcome,
+            } => {
+                let user_id = self.user_id.ok_or(SessionError::NotFound)?;
+                if self.revoked || self.expires_at.is_none_or(|at| at <= now) {
+                    return Err(SessionError::Inactive);
+                }
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|current| same(current, presented_token_id, &presented_hash))
+                {
+                    sink.write(
+                        SessionEvent::RefreshTokenRotated {
+                            consumed_token_id: presented_token_id,
+                            token_id,
+                            token_hash,
+                            expires_at,
+                        },
+                        self,
+                    )
+                    .await;
+                    let _ = outcome.set(RotationOutcome::Rotated { user_id });
+                    return Ok(());
+                }
+                if self
+                    .consumed
+                    .iter()
+                    .any(|consumed| same(consumed, presented_token_id, &presented_hash))
+                {
+                    sink.write(
+                        SessionEvent::RefreshTokenReuseDetected {
+                            token_id: presented_token_id,
+                        },
+                        self,
+                    )
+                    .await;
+                    sink.write(
+                        SessionEvent::SessionRevoked {
+                            reason: RevocationReason::RefreshTokenReuse,
+                        },
+                        self,
+                    )
+                    .await;
+                    let _ = outcome.set(RotationOutcome::ReuseDetected);
+                    return Ok(());
+                }
+                Err(SessionError::InvalidToken)
+            }
+            SessionCommand::RevokeSession { reason } => {
+                if self.user_id.is_none() {
+                    return Err(SessionError::NotFound);
+                }
+                if !self.revoked {
+                    sink.write(SessionEvent::SessionRevoked { reason }, self)
+                        .await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            SessionEvent::SessionStarted {
+                user_id,
+                token_id,
+                token_hash,
+                expires_at,
+                ..
+            } => {
+                self.user_id = Some(user_id);
+                self.current = Some((token_id, token_hash));
+                self.expires_at = Some(expires_at);
+            }
+            SessionEvent::RefreshTokenRotated {
+                token_id,
+                token_hash,
+                expires_at,
+                ..
+            } => {
+                if let Some(previous) = self.current.replace((token_id, token_hash)) {
+                    self.consumed.push(previous);
+                }
+                self.expires_at = Some(expires_at);
+            }
+            SessionEvent::RefreshTokenReuseDetected { .. } => {}
+            SessionEvent::SessionRevoked { .. } => {
+                self.revoked = true;
+                if let Some(current) = self.current.take() {
+                    self.consumed.push(current);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    const USER: Uuid = Uuid::from_u128(7);
+    const SESSION: Uuid = Uuid::from_u128(9);
+    const FIRST: Uuid = Uuid::from_u128(1);
+    const SECOND: Uuid = Uuid::from_u128(2);
+
+    fn far() -> OffsetDateTime {
+        OffsetDateTime::now_utc() + time::Duration::days(14)
+    }
+
+    fn started() -> SessionEvent {
+        SessionEvent::SessionStarted {
+            session_id: SESSION,
+            user_id: USER,
+            token_id: FIRST,
+            token_hash: "hash-1".into(),
+            expires_at: far(),
+        }
+    }
+
+    fn rotated() -> SessionEvent {
+        SessionEvent::RefreshTokenRotated {
+            consumed_token_id: FIRST,
+            token_id: SECOND,
+            token_hash: "hash-2".into(),
+            expires_at: far(),
+        }
+    }
+
+    fn rotate(id: Uuid, hash: &str, slot: &OutcomeSlot) -> SessionCommand {
+        SessionCommand::RotateRefreshToken {
+            presented_token_id: id,
+            presented_hash: hash.into(),
+            token_id: Uuid::from_u128(3),
+            token_hash: "hash-3".into(),
+            expires_at: far(),
+            now: OffsetDateTime::now_utc(),
+            outcome: Arc::clone(slot),
+        }
+    }
+
+    #[test]
+    fn given_a_session_when_presenting_the_current_token_then_rotated() {
+        let slot = OutcomeSlot::default();
+        let events = TestFramework::<Session>::with(())
+            .given(vec![started()])
+            .when(rotate(FIRST, "hash-1", &slot))
+            .inspect_result()
+            .expect("accepted");
+        assert!(matches!(
+            events.as_slice(),
+            [SessionEvent::RefreshTokenRotated { consumed_token_id, .. }] if *consumed_token_id == FIRST
+        ));
+        assert_eq!(
+            slot.get(),
+            Some(&RotationOutcome::Rotated { user_id: USER })
+        );
+    }
+
+    #[test]
+    fn given_a_rotation_when_presenting_the_consumed_token_then_reuse_revokes() {
+        let slot = OutcomeSlot::default();
+        TestFramework::<Session>::with(())
+            .given(vec![started(), rotated()])
+            .when(rotate(FIRST, "hash-1", &slot))
+            .then_expect_events(vec![
+                SessionEvent::RefreshTokenReuseDetected { token_id: FIRST },
+                SessionEvent::SessionRevoked {
+                    reason: RevocationReason::RefreshTokenReuse,
+                },
+            ]);
+        assert_eq!(slot.get(), Some(&RotationOutcome::ReuseDetected));
+    }
+
+    #[test]
+    fn given_a_revoked_session_when_rotating_then_inactive() {
+        let slot = OutcomeSlot::default();
+        TestFramework::<Session>::with(())
+            .given(vec![
+                started(),
+                SessionEvent::SessionRevoked {
+                    reason: RevocationReason::Logout,
+                },
+            ])
+            .when(rotate(FIRST, "hash-1", &slot))
+            .then_expect_error(SessionError::Inactive);
+        assert_eq!(slot.get(), None);
+    }
+
+    #[test]
+    fn given_a_session_when_presenting_a_forged_token_then_invalid_and_nothing_recorded() {
+        let slot = OutcomeSlot::default();
+        TestFramework::<Session>::with(())
+            .given(vec![started(), rotated()])
+            .when(rotate(FIRST, "not-the-hash", &slot))
+            .then_expect_error(SessionError::InvalidToken);
+        TestFramework::<Session>::with(())
+            .given(vec![started()])
+            .when(rotate(SECOND, "hash-2", &slot))
+            .then_expect_error(SessionError::InvalidToken);
+    }
+
+    #[test]
+    fn given_an_expired_session_when_rotating_then_inactive() {
+        let slot = OutcomeSlot::default();
+        let expired = SessionEvent::SessionStarted {
+            session_id: SESSION,
+            user_id: USER,
+            token_id: FIRST,
+            token_hash: "hash-1".into(),
+            expires_at: OffsetDateTime::now_utc() - time::Duration::seconds(1),
+        };
+        TestFramework::<Session>::with(())
+            .given(vec![expired])
+            .when(rotate(FIRST, "hash-1", &slot))
+            .then_expect_error(SessionError::Inactive);
+    }
+
+    #[test]
+    fn revoking_is_idempotent() {
+        let revoke = || SessionCommand::RevokeSession {
+            reason: RevocationReason::Logout,
+        };
+        TestFramework::<Session>::with(())
+            .given(vec![started()])
+            .when(revoke())
+            .then_expect_events(vec![SessionEvent::SessionRevoked {
+                reason: RevocationReason::Logout,
+            }]);
+        TestFramework::<Session>::with(())
+            .given(vec![
+                started(),
+                SessionEvent::SessionRevoked {
+                    reason: RevocationReason::Logout,
+                },
+            ])
+            .when(revoke())
+            .then_expect_events(vec![]);
+    }
+}
