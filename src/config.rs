@@ -79,6 +79,8 @@ pub struct Config {
     pub token_keys_file: Option<std::path::PathBuf>,
     /// Lifetime of access tokens (SPEC: 15 minutes by default).
     pub access_token_ttl: Duration,
+    /// Lifetime of a refresh token (SPEC: 14 days by default).
+    pub refresh_token_ttl: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -154,6 +156,10 @@ impl Config {
             bootstrap_admin,
             token_keys_file: var("SENTRYOPS_TOKEN_KEYS_FILE").map(std::path::PathBuf::from),
             access_token_ttl: Duration::from_secs(parsed("ACCESS_TOKEN_TTL_SECONDS", 900)?),
+            refresh_token_ttl: Duration::from_secs(parsed(
+                "REFRESH_TOKEN_TTL_SECONDS",
+                14 * 24 * 3600,
+            )?),
         })
     }
 
@@ -182,6 +188,7 @@ impl Config {
             bootstrap_admin: None,
             token_keys_file: None,
             access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(14 * 24 * 3600),
         }
     }
 }

@@ -60,6 +60,25 @@ impl Passwords {
         .context("hashing task failed")?
     }
 
+    /// Whether a stored hash was made with other parameters than the
+    /// configured ones (or another algorithm) and should be upgraded after
+    /// a successful login.
+    pub fn needs_rehash(&self, hash: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(hash) else {
+            return true;
+        };
+        let param = |name: &str| {
+            parsed
+                .params
+                .get_str(name)
+                .and_then(|value| value.parse::<u32>().ok())
+        };
+        parsed.algorithm.as_str() != "argon2id"
+            || param("m") != Some(self.params.m_cost())
+            || param("t") != Some(self.params.t_cost())
+            || param("p") != Some(self.params.p_cost())
+    }
+
     /// Whether `password` matches `hash`. A malformed hash verifies as
     /// false; it never panics.
     pub async fn verify(&self, password: &Secret, hash: &str) -> bool {
@@ -107,6 +126,22 @@ mod tests {
         assert!(hash.starts_with("$argon2id$"));
         assert!(passwords.verify(&Secret::new("correct horse"), &hash).await);
         assert!(!passwords.verify(&Secret::new("wrong horse"), &hash).await);
+    }
+
+    #[tokio::test]
+    async fn hashes_made_with_other_parameters_need_a_rehash() {
+        let cheap = cheap();
+        let hash = cheap.hash(&Secret::new("pw")).await.expect("hash");
+        assert!(!cheap.needs_rehash(&hash));
+        let stronger = Passwords::new(PasswordHashing {
+            memory_kib: 512,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: 1,
+        })
+        .expect("valid");
+        assert!(stronger.needs_rehash(&hash));
+        assert!(stronger.needs_rehash("not a hash"));
     }
 
     #[tokio::test]

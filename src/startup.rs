@@ -60,6 +60,11 @@ impl Application {
                 std::time::Duration::from_secs(10),
             );
         }
+        let dummy_hash = passwords
+            .hash(&crate::config::Secret::new(
+                uuid::Uuid::new_v4().to_string(),
+            ))
+            .await?;
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
@@ -70,6 +75,7 @@ impl Application {
             runtime,
             passwords,
             keyring,
+            dummy_hash,
         });
         crate::demo::ensure_bootstrap_admin(&state).await?;
         Ok(Self { listener, state })

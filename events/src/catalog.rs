@@ -76,7 +76,7 @@ mod tests {
     }
 
     #[test]
-    fn every_user_event_is_in_the_catalog() {
+    fn every_event_is_in_the_catalog() {
         let samples = [
             UserEvent::UserRegistered {
                 user_id: Uuid::nil(),
@@ -109,11 +109,45 @@ mod tests {
                 reason: crate::user::LoginFailure::WrongPassword,
             },
         ];
+        let session_samples = [
+            SessionEvent::SessionStarted {
+                session_id: Uuid::nil(),
+                user_id: Uuid::nil(),
+                token_id: Uuid::nil(),
+                token_hash: String::new(),
+                expires_at: OffsetDateTime::UNIX_EPOCH,
+            },
+            SessionEvent::RefreshTokenRotated {
+                consumed_token_id: Uuid::nil(),
+                token_id: Uuid::nil(),
+                token_hash: String::new(),
+                expires_at: OffsetDateTime::UNIX_EPOCH,
+            },
+            SessionEvent::RefreshTokenReuseDetected {
+                token_id: Uuid::nil(),
+            },
+            SessionEvent::SessionRevoked {
+                reason: RevocationReason::Logout,
+            },
+        ];
         assert_eq!(
-            samples.len(),
+            samples.len() + session_samples.len(),
             EVENT_CATALOG.len(),
             "a sample per catalogued event"
         );
+        for event in session_samples {
+            let entry = (
+                "session".to_string(),
+                event.event_type(),
+                event.event_version(),
+            );
+            assert!(
+                EVENT_CATALOG
+                    .iter()
+                    .any(|(a, t, v)| (a.to_string(), t.to_string(), v.to_string()) == entry),
+                "{entry:?} is not in EVENT_CATALOG"
+            );
+        }
         for event in samples {
             let entry = ("user", event.event_type(), event.event_version());
             assert!(

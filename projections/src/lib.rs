@@ -14,6 +14,7 @@ pub mod audit_timeline;
 pub mod projection;
 pub mod rebuild;
 pub mod runtime;
+pub mod sessions;
 pub mod status;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -35,5 +36,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(audit_timeline::AuditTimeline),
         Arc::new(users::UsersProjection),
+        Arc::new(sessions::SessionsProjection),
     ]
 }

@@ -49,8 +49,11 @@ pub enum SessionCommand {
         now: OffsetDateTime,
         outcome: OutcomeSlot,
     },
+    /// Ends the session. With `proof` (a logout), only a holder of one of
+    /// the session's refresh tokens may end it; otherwise nothing happens.
     RevokeSession {
         reason: RevocationReason,
+        proof: Option<(Uuid, String)>,
     },
 }
 
@@ -174,11 +177,17 @@ impl Aggregate for Session {
                 }
                 Err(SessionError::InvalidToken)
             }
-            SessionCommand::RevokeSession { reason } => {
+            SessionCommand::RevokeSession { reason, proof } => {
                 if self.user_id.is_none() {
                     return Err(SessionError::NotFound);
                 }
-                if !self.revoked {
+                let proven = proof.is_none_or(|(id, hash)| {
+                    self.current
+                        .iter()
+                        .chain(self.consumed.iter())
+                        .any(|token| same(token, id, &hash))
+                });
+                if !self.revoked && proven {
                     sink.write(SessionEvent::SessionRevoked { reason }, self)
                         .await;
                 }
@@ -345,9 +354,28 @@ mod tests {
     }
 
     #[test]
+    fn a_logout_needs_one_of_the_sessions_tokens() {
+        let logout = |id: Uuid, hash: &str| SessionCommand::RevokeSession {
+            reason: RevocationReason::Logout,
+            proof: Some((id, hash.into())),
+        };
+        TestFramework::<Session>::with(())
+            .given(vec![started()])
+            .when(logout(FIRST, "forged"))
+            .then_expect_events(vec![]);
+        TestFramework::<Session>::with(())
+            .given(vec![started(), rotated()])
+            .when(logout(FIRST, "hash-1"))
+            .then_expect_events(vec![SessionEvent::SessionRevoked {
+                reason: RevocationReason::Logout,
+            }]);
+    }
+
+    #[test]
     fn revoking_is_idempotent() {
         let revoke = || SessionCommand::RevokeSession {
             reason: RevocationReason::Logout,
+            proof: None,
         };
         TestFramework::<Session>::with(())
             .given(vec![started()])

@@ -7,7 +7,7 @@
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
-use sentryops_events::user::{Role, UserEvent, AGGREGATE_TYPE};
+use sentryops_events::user::{LoginFailure, Role, UserEvent, AGGREGATE_TYPE};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -80,6 +80,10 @@ pub enum UserCommand {
     ChangeRole { role: Role },
     /// Soft-deactivates the account (idempotent).
     DeactivateUser,
+    /// Records a successful login, upgrading the stored hash if given.
+    RecordLoginSuccess { rehashed: Option<String> },
+    /// Records a failed login; allowed on an email no user has.
+    RecordLoginFailure { reason: LoginFailure },
     /// Creates the account. The password arrives already hashed: hashing is
     /// slow and belongs on the blocking pool, not in the aggregate.
     RegisterUser {
@@ -189,6 +193,19 @@ impl Aggregate for User {
                     sink.write(UserEvent::UserRoleChanged { from, to: role }, self)
                         .await;
                 }
+                Ok(())
+            }
+            UserCommand::RecordLoginSuccess { rehashed } => {
+                self.require_registered()?;
+                sink.write(UserEvent::LoginSucceeded, self).await;
+                if let Some(password_hash) = rehashed {
+                    sink.write(UserEvent::PasswordRehashed { password_hash }, self)
+                        .await;
+                }
+                Ok(())
+            }
+            UserCommand::RecordLoginFailure { reason } => {
+                sink.write(UserEvent::LoginFailed { reason }, self).await;
                 Ok(())
             }
             UserCommand::DeactivateUser => {
@@ -393,6 +410,41 @@ mod tests {
                 .when(command)
                 .then_expect_error(UserError::NotFound);
         }
+    }
+
+    #[test]
+    fn given_no_user_when_a_login_fails_then_it_is_recorded_without_a_user() {
+        TestFramework::<User>::with(())
+            .given_no_previous_events()
+            .when(UserCommand::RecordLoginFailure {
+                reason: LoginFailure::UnknownEmail,
+            })
+            .then_expect_events(vec![UserEvent::LoginFailed {
+                reason: LoginFailure::UnknownEmail,
+            }]);
+        // The email can still be registered afterwards.
+        TestFramework::<User>::with(())
+            .given(vec![UserEvent::LoginFailed {
+                reason: LoginFailure::UnknownEmail,
+            }])
+            .when(register("ada@example.com"))
+            .inspect_result()
+            .expect("registration still possible");
+    }
+
+    #[test]
+    fn given_a_user_when_a_login_succeeds_with_an_old_hash_then_rehashed() {
+        TestFramework::<User>::with(())
+            .given(vec![registered("ada@example.com")])
+            .when(UserCommand::RecordLoginSuccess {
+                rehashed: Some("$argon2id$new".into()),
+            })
+            .then_expect_events(vec![
+                UserEvent::LoginSucceeded,
+                UserEvent::PasswordRehashed {
+                    password_hash: "$argon2id$new".into(),
+                },
+            ]);
     }
 
     #[test]

@@ -1,12 +1,33 @@
-//! Identity endpoints. So far `GET /api/v1/auth/keys`: the public keys
-//! that verify access tokens, for other services (no auth; API.md).
+//! Identity endpoints (API.md "Auth and users"): login, refresh, logout,
+//! me, and the published verification keys.
+//!
+//! Every failure of login and refresh is the same opaque 401; the reason is
+//! recorded as an event (login) or in the session (reuse), never answered.
 
 use axum::extract::State;
-use serde::Serialize;
+use sentryops_events::session::RevocationReason;
+use sentryops_events::user::LoginFailure;
+use sentryops_events::{Actor, Role};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
 
+use super::error::{ApiError, DomainError};
+use super::extract::{ApiJson, Authenticated, RequestContext};
 use super::response::Answer;
+use super::users::UserView;
 use super::AppState;
 use crate::auth::keyring::PublishedKey;
+use crate::auth::refresh::RefreshToken;
+use crate::config::Secret;
+use crate::domain::session::{OutcomeSlot, RotationOutcome, SessionCommand, SessionError};
+use crate::domain::user::{Email, UserCommand};
+
+impl DomainError for SessionError {
+    fn to_api_error(&self) -> ApiError {
+        ApiError::Unauthorized
+    }
+}
 
 /// The key set: the active key first, then retiring ones.
 #[derive(Debug, Serialize)]
@@ -19,4 +40,264 @@ pub async fn keys(State(state): State<AppState>) -> Answer<KeySet> {
     Answer::ok(KeySet {
         keys: state.keyring.current().published(),
     })
+}
+
+/// `POST /api/v1/auth/login` body.
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+/// The token pair of login and refresh.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    access_token: String,
+    refresh_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_expires_in: u64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Credentials {
+    id: Uuid,
+    role: String,
+    is_active: bool,
+    password_hash: String,
+}
+
+/// Opens a session for `user_id` and signs its first token pair.
+async fn open_session(
+    state: &AppState,
+    user_id: Uuid,
+    role: Role,
+    context: &RequestContext,
+) -> Result<(TokenPair, Option<sentryops_projections::LogPosition>), ApiError> {
+    let session_id = Uuid::new_v4();
+    let refresh = RefreshToken::generate(session_id).map_err(ApiError::internal)?;
+    let now = OffsetDateTime::now_utc();
+    let position = state
+        .commands
+        .session(
+            session_id,
+            SessionCommand::StartSession {
+                session_id,
+                user_id,
+                token_id: refresh.token_id,
+                token_hash: refresh.secret_hash(),
+                expires_at: now + state.config.refresh_token_ttl,
+            },
+            context.metadata(Actor::User(user_id)),
+        )
+        .await?;
+    let pair = sign_pair(state, user_id, role, session_id, &refresh, now)?;
+    Ok((pair, position))
+}
+
+fn sign_pair(
+    state: &AppState,
+    user_id: Uuid,
+    role: Role,
+    session_id: Uuid,
+    refresh: &RefreshToken,
+    now: OffsetDateTime,
+) -> Result<TokenPair, ApiError> {
+    let ring = state.keyring.current();
+    let (access_token, _) = ring
+        .issue_access(user_id, role, session_id, now)
+        .map_err(ApiError::internal)?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token: refresh.encode(),
+        token_type: "bearer",
+        expires_in: ring.access_ttl().as_secs(),
+        refresh_expires_in: state.config.refresh_token_ttl.as_secs(),
+    })
+}
+
+/// `POST /api/v1/auth/login`: unknown email, wrong password and inactive
+/// account give the same 401 after the same work (a hash verification).
+pub async fn login(
+    State(state): State<AppState>,
+    context: RequestContext,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Answer<TokenPair>, ApiError> {
+    let email = Email::parse(&body.email).ok();
+    let password = Secret::new(body.password);
+    let user: Option<Credentials> = match &email {
+        Some(email) => {
+            sqlx::query_as(
+                "select id, role, is_active, password_hash from users where lower(email) = $1",
+            )
+            .bind(email.as_str())
+            .fetch_optional(&state.pool)
+            .await?
+        }
+        None => None,
+    };
+    let stored_hash = user.as_ref().map_or(state.dummy_hash.as_str(), |user| {
+        user.password_hash.as_str()
+    });
+    let verified = state.passwords.verify(&password, stored_hash).await;
+    let failure = match &user {
+        None => Some(LoginFailure::UnknownEmail),
+        Some(_) if !verified => Some(LoginFailure::WrongPassword),
+        Some(user) if !user.is_active => Some(LoginFailure::Inactive),
+        Some(_) => None,
+    };
+    let (Some(user), None) = (user, failure) else {
+        if let (Some(email), Some(reason)) = (&email, failure) {
+            state
+                .commands
+                .user(
+                    email.user_id(),
+                    UserCommand::RecordLoginFailure { reason },
+                    context.metadata(Actor::Anonymous),
+                )
+                .await?;
+        }
+        return Err(ApiError::Unauthorized);
+    };
+    let role = Role::parse(&user.role)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored role {}", user.role)))?;
+    let rehashed = if state.passwords.needs_rehash(&user.password_hash) {
+        Some(
+            state
+                .passwords
+                .hash(&password)
+                .await
+                .map_err(ApiError::internal)?,
+        )
+    } else {
+        None
+    };
+    state
+        .commands
+        .user(
+            user.id,
+            UserCommand::RecordLoginSuccess { rehashed },
+            context.metadata(Actor::User(user.id)),
+        )
+        .await?;
+    let (pair, position) = open_session(&state, user.id, role, &context).await?;
+    if let Some(position) = position {
+        // The session must be visible to the next request's token check.
+        state.await_read_models(position).await;
+    }
+    Ok(Answer::ok(pair).with_position(position))
+}
+
+/// `POST /api/v1/auth/refresh` and `/logout` body.
+#[derive(Deserialize)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// `POST /api/v1/auth/refresh`: rotates a refresh token. A consumed token
+/// revokes its whole session (reuse detection); an access token, garbage,
+/// or a token of a revoked or expired session is a 401.
+pub async fn refresh(
+    State(state): State<AppState>,
+    context: RequestContext,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Answer<TokenPair>, ApiError> {
+    let presented = RefreshToken::parse(&body.refresh_token).ok_or(ApiError::Unauthorized)?;
+    let next = RefreshToken::generate(presented.session_id).map_err(ApiError::internal)?;
+    let now = OffsetDateTime::now_utc();
+    let outcome = OutcomeSlot::default();
+    let result = state
+        .commands
+        .session(
+            presented.session_id,
+            SessionCommand::RotateRefreshToken {
+                presented_token_id: presented.token_id,
+                presented_hash: presented.secret_hash(),
+                token_id: next.token_id,
+                token_hash: next.secret_hash(),
+                expires_at: now + state.config.refresh_token_ttl,
+                now,
+                outcome: outcome.clone(),
+            },
+            context.metadata(Actor::Anonymous),
+        )
+        .await;
+    let position = match result {
+        Ok(position) => position,
+        // The loser of two concurrent rotations of one token.
+        Err(cqrs_es::AggregateError::AggregateConflict) => return Err(ApiError::Unauthorized),
+        Err(error) => return Err(error.into()),
+    };
+    let Some(RotationOutcome::Rotated { user_id }) = outcome.get().copied() else {
+        if let Some(position) = position {
+            state.await_read_models(position).await;
+        }
+        return Err(ApiError::Unauthorized);
+    };
+    let user: Option<(String, bool)> =
+        sqlx::query_as("select role, is_active from users where id = $1")
+            .bind(user_id)
+            .fetch_optional(&state.pool)
+            .await?;
+    let Some((role, true)) = user else {
+        return Err(ApiError::Unauthorized);
+    };
+    let role = Role::parse(&role)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored role {role}")))?;
+    if let Some(position) = position {
+        state.await_read_models(position).await;
+    }
+    let pair = sign_pair(&state, user_id, role, presented.session_id, &next, now)?;
+    Ok(Answer::ok(pair).with_position(position))
+}
+
+/// Answer of `POST /api/v1/auth/logout`.
+#[derive(Debug, Serialize)]
+pub struct Revoked {
+    revoked: bool,
+}
+
+/// `POST /api/v1/auth/logout`: idempotent; anything that is not a token of
+/// a live session is ignored and the answer is the same.
+pub async fn logout(
+    State(state): State<AppState>,
+    context: RequestContext,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Answer<Revoked>, ApiError> {
+    let mut position = None;
+    if let Some(presented) = RefreshToken::parse(&body.refresh_token) {
+        let result = state
+            .commands
+            .session(
+                presented.session_id,
+                SessionCommand::RevokeSession {
+                    reason: RevocationReason::Logout,
+                    proof: Some((presented.token_id, presented.secret_hash())),
+                },
+                context.metadata(Actor::Anonymous),
+            )
+            .await;
+        match result {
+            Ok(appended) => position = appended,
+            Err(cqrs_es::AggregateError::UserError(_))
+            | Err(cqrs_es::AggregateError::AggregateConflict) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    if let Some(position) = position {
+        state.await_read_models(position).await;
+    }
+    Ok(Answer::ok(Revoked { revoked: true }).with_position(position))
+}
+
+/// `GET /api/v1/auth/me`: the authenticated user.
+pub async fn me(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Answer<UserView>, ApiError> {
+    let user_id = auth.user_id.ok_or(ApiError::Forbidden)?;
+    let user = super::users::find(&state, user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Answer::ok(user))
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use sentryops_events::{Actor, EventMetadata};
+use sentryops_events::{Actor, EventMetadata, Role};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -76,11 +76,76 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     }
 }
 
-/// An authenticated administrator.
-///
-/// Until the identity issue lands, the only credential is the static admin
-/// token from `SENTRYOPS_ADMIN_TOKEN`, compared in constant time. Any
-/// failure is the same opaque 401.
+/// An authenticated caller: a PASETO v4.public access token whose session
+/// is open and whose user is active (checked on every request against the
+/// `sessions` and `users` read models), or, until the identity issue is
+/// finished, the static admin token. The role comes from the read model, so
+/// a role change applies at once. Every failure is the same opaque 401.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// `None` for the static admin token, which is no user.
+    pub user_id: Option<uuid::Uuid>,
+    pub session_id: Option<uuid::Uuid>,
+    pub role: Role,
+    pub actor: Actor,
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        if let Some(expected) = &state.config.admin_token {
+            if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
+                return Ok(Authenticated {
+                    user_id: None,
+                    session_id: None,
+                    role: Role::Admin,
+                    actor: Actor::StaticAdminToken,
+                });
+            }
+        }
+        let claims = state
+            .keyring
+            .current()
+            .verify_access(presented)
+            .map_err(|_| ApiError::Unauthorized)?;
+        let row: Option<(String,)> = sqlx::query_as(
+            "select u.role from sessions s join users u on u.id = s.user_id \
+             where s.id = $1 and s.user_id = $2 and s.revoked_at is null and u.is_active",
+        )
+        .bind(claims.sid)
+        .bind(claims.sub)
+        .fetch_optional(&state.pool)
+        .await?;
+        let (role,) = row.ok_or(ApiError::Unauthorized)?;
+        let role = Role::parse(&role).ok_or(ApiError::Unauthorized)?;
+        Ok(Authenticated {
+            user_id: Some(claims.sub),
+            session_id: Some(claims.sid),
+            role,
+            actor: Actor::User(claims.sub),
+        })
+    }
+}
+
+/// An authenticated administrator: 401 without valid credentials, 403 for
+/// any other role.
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub actor: Actor,
@@ -93,27 +158,13 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .ok_or(ApiError::Unauthorized)?;
-        let expected = state
-            .config
-            .admin_token
-            .as_ref()
-            .ok_or(ApiError::Unauthorized)?;
-        if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        let caller = Authenticated::from_request_parts(parts, state).await?;
+        if caller.role == Role::Admin {
             Ok(Admin {
-                actor: Actor::StaticAdminToken,
+                actor: caller.actor,
             })
         } else {
-            Err(ApiError::Unauthorized)
+            Err(ApiError::Forbidden)
         }
     }
 }

@@ -47,6 +47,9 @@ pub struct AppStateInner {
     pub runtime: ProjectionRuntime,
     pub passwords: Passwords,
     pub keyring: crate::auth::SharedKeyring,
+    /// A hash of a random password with the configured parameters: logins
+    /// for unknown emails verify against it, so they take as long as others.
+    pub dummy_hash: String,
 }
 
 impl std::ops::Deref for AppState {
@@ -98,6 +101,10 @@ fn routes() -> Router<AppState> {
         .route("/api/v1/users/{id}/deactivate", post(users::deactivate))
         .route("/api/v1/projections", get(projections::list))
         .route("/api/v1/auth/keys", get(auth::keys))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/refresh", post(auth::refresh))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/auth/me", get(auth::me))
 }
 
 /// The full application: routes plus the middleware stack, outermost first:

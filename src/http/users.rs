@@ -126,7 +126,7 @@ pub async fn register(
     Ok((user_id, position))
 }
 
-async fn find(state: &AppState, id: Uuid) -> Result<Option<UserView>, ApiError> {
+pub(crate) async fn find(state: &AppState, id: Uuid) -> Result<Option<UserView>, ApiError> {
     sqlx::query_as(
         "select id, email, full_name, role, is_active, mfa_enabled, created_at, updated_at \
          from users where id = $1",

@@ -165,7 +165,7 @@ async fn projection_status_lists_every_read_model_for_the_admin() {
         .iter()
         .map(|item| item["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["audit_timeline", "users"]);
+    assert_eq!(names, ["audit_timeline", "users", "sessions"]);
     for item in items {
         assert_eq!(item["code_version"], item["stored_version"], "{item}");
         assert_eq!(

@@ -1,6 +1,7 @@
 //! API integration tests: one binary, a fresh database per test.
 
 mod audit;
+mod auth;
 mod event_store;
 mod helpers;
 mod platform;

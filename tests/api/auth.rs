@@ -1,0 +1,318 @@
+//! Login, refresh rotation with reuse detection, logout, and access tokens
+//! on protected routes.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp, TestResponse};
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn post_anonymous(app: &TestApp, path: &str, body: &Value, request_id: &str) -> TestResponse {
+    app.send(
+        Request::post(path)
+            .header("content-type", "application/json")
+            .header("user-agent", "auth-tests/1.0")
+            .header("x-request-id", request_id)
+            .body(Body::from(body.to_string()))
+            .expect("request"),
+    )
+    .await
+}
+
+async fn get_with(app: &TestApp, path: &str, token: &str) -> TestResponse {
+    app.send(
+        Request::get(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await
+}
+
+async fn login(app: &TestApp, email: &str) -> Value {
+    let response = post_anonymous(
+        app,
+        "/api/v1/auth/login",
+        &json!({ "email": email, "password": PASSWORD }),
+        "req-login",
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    response.json()["data"].clone()
+}
+
+async fn refresh(app: &TestApp, token: &str) -> TestResponse {
+    post_anonymous(
+        app,
+        "/api/v1/auth/refresh",
+        &json!({ "refresh_token": token }),
+        "req-refresh",
+    )
+    .await
+}
+
+async fn user(app: &TestApp, email: &str, role: &str) -> String {
+    let created = app.create_user(email, role).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    created.json()["data"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+#[tokio::test]
+async fn login_issues_a_token_pair_that_authenticates() {
+    let app = spawn_app().await;
+    let id = user(&app, "op@example.com", "operator").await;
+    let pair = login(&app, "OP@example.com").await;
+    assert_eq!(pair["token_type"], "bearer");
+    assert_eq!(pair["expires_in"], 900);
+    assert_eq!(pair["refresh_expires_in"], 14 * 24 * 3600);
+    let access = pair["access_token"].as_str().expect("access");
+    assert!(access.starts_with("v4.public."));
+    assert!(pair["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .starts_with("sor1."));
+
+    let me = get_with(&app, "/api/v1/auth/me", access).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.json()["data"]["id"], id.as_str());
+    assert_eq!(me.json()["data"]["role"], "operator");
+
+    // An operator is below the floor of admin routes.
+    get_with(&app, "/api/v1/users", access)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_email_wrong_password_and_inactive_give_identical_answers() {
+    let app = spawn_app().await;
+    let id = user(&app, "gone@example.com", "viewer").await;
+    let deactivated = app
+        .send_json(
+            "POST",
+            &format!("/api/v1/users/{id}/deactivate"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(deactivated.status, StatusCode::OK);
+    user(&app, "here@example.com", "viewer").await;
+
+    let attempts = [
+        json!({ "email": "nobody@example.com", "password": PASSWORD }),
+        json!({ "email": "here@example.com", "password": "wrong password!" }),
+        json!({ "email": "gone@example.com", "password": PASSWORD }),
+        json!({ "email": "not an email", "password": PASSWORD }),
+    ];
+    let mut bodies = Vec::new();
+    for attempt in &attempts {
+        let response = post_anonymous(&app, "/api/v1/auth/login", attempt, "req-same").await;
+        response.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+        bodies.push(response.text);
+    }
+    assert!(
+        bodies.windows(2).all(|pair| pair[0] == pair[1]),
+        "{bodies:#?}"
+    );
+
+    // The reasons are in the audit timeline, with the request's metadata
+    // (failed logins answer without waiting for the read models).
+    let mut audit = Value::Null;
+    for _ in 0..500 {
+        audit = app
+            .get("/api/v1/audit?action=auth.login_failed", true)
+            .await
+            .json();
+        if audit["data"]["items"].as_array().map(Vec::len) == Some(3) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let reasons: Vec<&str> = audit["data"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|entry| {
+            assert_eq!(entry["request_id"], "req-same");
+            assert_eq!(entry["user_agent"], "auth-tests/1.0");
+            assert_eq!(entry["actor_id"], "anonymous");
+            entry["after"]["reason"].as_str().expect("reason")
+        })
+        .collect();
+    assert_eq!(reasons, ["inactive", "wrong_password", "unknown_email"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reusing_a_rotated_refresh_token_revokes_the_whole_session() {
+    let app = spawn_app().await;
+    user(&app, "rot@example.com", "viewer").await;
+    let first = login(&app, "rot@example.com").await;
+    let first_refresh = first["refresh_token"].as_str().expect("refresh");
+
+    let rotated = refresh(&app, first_refresh).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    let second = rotated.json()["data"].clone();
+    let second_access = second["access_token"].as_str().expect("access");
+    assert_eq!(
+        get_with(&app, "/api/v1/auth/me", second_access)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Reuse of the consumed token: 401, and the family is revoked.
+    refresh(&app, first_refresh)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    refresh(&app, second["refresh_token"].as_str().expect("refresh"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    get_with(&app, "/api/v1/auth/me", second_access)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    get_with(
+        &app,
+        "/api/v1/auth/me",
+        first["access_token"].as_str().expect("access"),
+    )
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let audit = app
+        .get("/api/v1/audit?action=session.refresh_reuse_detected", true)
+        .await
+        .json();
+    assert_eq!(audit["data"]["total"], 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sixteen_concurrent_refreshes_of_one_token_yield_exactly_one_pair() {
+    let app = spawn_app().await;
+    user(&app, "race@example.com", "viewer").await;
+    let pair = login(&app, "race@example.com").await;
+    let token = pair["refresh_token"].as_str().expect("refresh").to_string();
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let router = app.router.clone();
+        let body = json!({ "refresh_token": token }).to_string();
+        attempts.spawn(async move {
+            let request = Request::post("/api/v1/auth/refresh")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .expect("request");
+            tower::ServiceExt::oneshot(router, request)
+                .await
+                .expect("infallible")
+                .status()
+        });
+    }
+    let statuses: Vec<StatusCode> = attempts.join_all().await;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == StatusCode::OK)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(statuses
+        .iter()
+        .all(|status| *status == StatusCode::OK || *status == StatusCode::UNAUTHORIZED));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn logout_revokes_at_once_and_is_idempotent() {
+    let app = spawn_app().await;
+    user(&app, "bye@example.com", "viewer").await;
+    let pair = login(&app, "bye@example.com").await;
+    let access = pair["access_token"].as_str().expect("access");
+    let refresh_token = pair["refresh_token"].as_str().expect("refresh");
+    for body in [
+        json!({ "refresh_token": refresh_token }),
+        json!({ "refresh_token": refresh_token }),
+        json!({ "refresh_token": "garbage" }),
+    ] {
+        let response = post_anonymous(&app, "/api/v1/auth/logout", &body, "req-out").await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+        assert_eq!(response.json()["data"], json!({ "revoked": true }));
+    }
+    get_with(&app, "/api/v1/auth/me", access)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    refresh(&app, refresh_token)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_only_accepted_where_they_belong() {
+    let app = spawn_app().await;
+    user(&app, "mix@example.com", "admin").await;
+    let pair = login(&app, "mix@example.com").await;
+    let access = pair["access_token"].as_str().expect("access");
+    let refresh_token = pair["refresh_token"].as_str().expect("refresh");
+    // A refresh token is no bearer credential; an access token no refresh token.
+    get_with(&app, "/api/v1/auth/me", refresh_token)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    refresh(&app, access)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    // Tampered token.
+    let mut tampered = access.to_string();
+    let middle = tampered.len() / 2;
+    let replacement = if &tampered[middle..=middle] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    tampered.replace_range(middle..=middle, replacement);
+    get_with(&app, "/api/v1/auth/me", &tampered)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    // The admin's token opens admin routes.
+    assert_eq!(
+        get_with(&app, "/api/v1/users", access).await.status,
+        StatusCode::OK
+    );
+    // The static admin token is no user.
+    app.get("/api/v1/auth/me", true)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_deactivated_users_tokens_stop_working() {
+    let app = spawn_app().await;
+    let id = user(&app, "fired@example.com", "viewer").await;
+    let pair = login(&app, "fired@example.com").await;
+    let access = pair["access_token"].as_str().expect("access");
+    assert_eq!(
+        get_with(&app, "/api/v1/auth/me", access).await.status,
+        StatusCode::OK
+    );
+    let deactivated = app
+        .send_json(
+            "POST",
+            &format!("/api/v1/users/{id}/deactivate"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(deactivated.status, StatusCode::OK);
+    get_with(&app, "/api/v1/auth/me", access)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    refresh(&app, pair["refresh_token"].as_str().expect("refresh"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.stop().await;
+}
