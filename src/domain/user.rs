@@ -80,6 +80,8 @@ pub enum UserCommand {
     ChangeRole { role: Role },
     /// Soft-deactivates the account (idempotent).
     DeactivateUser,
+    /// Sets a new password (already hashed).
+    ChangePassword { password_hash: String },
     /// Records a successful login, upgrading the stored hash if given.
     RecordLoginSuccess { rehashed: Option<String> },
     /// Records a failed login; allowed on an email no user has.
@@ -202,6 +204,12 @@ impl Aggregate for User {
                     sink.write(UserEvent::PasswordRehashed { password_hash }, self)
                         .await;
                 }
+                Ok(())
+            }
+            UserCommand::ChangePassword { password_hash } => {
+                self.require_registered()?;
+                sink.write(UserEvent::PasswordChanged { password_hash }, self)
+                    .await;
                 Ok(())
             }
             UserCommand::RecordLoginFailure { reason } => {

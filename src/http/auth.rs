@@ -301,3 +301,179 @@ pub async fn me(
         .ok_or(ApiError::Unauthorized)?;
     Ok(Answer::ok(user))
 }
+
+/// Revokes every open session of `user_id` (but `except`), as the read
+/// model knows them. A session too new to be projected yet is still shut
+/// out: every request also checks that the user is active. Returns the
+/// position of the last revocation.
+pub async fn revoke_sessions(
+    state: &AppState,
+    user_id: Uuid,
+    except: Option<Uuid>,
+    reason: RevocationReason,
+    metadata: &sentryops_events::EventMetadata,
+) -> Result<(usize, Option<sentryops_projections::LogPosition>), ApiError> {
+    let open: Vec<Uuid> = sqlx::query_scalar(
+        "select id from sessions where user_id = $1 and revoked_at is null \
+           and ($2::uuid is null or id <> $2) order by created_at",
+    )
+    .bind(user_id)
+    .bind(except)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut last = None;
+    for session_id in &open {
+        let mut metadata = metadata.clone();
+        metadata.command_id = Uuid::new_v4();
+        let position = state
+            .commands
+            .session(
+                *session_id,
+                SessionCommand::RevokeSession {
+                    reason,
+                    proof: None,
+                },
+                metadata,
+            )
+            .await?;
+        last = last.max(position);
+    }
+    Ok((open.len(), last))
+}
+
+/// A session as its owner sees it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct SessionView {
+    id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    refresh_expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_rotated_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    revoked_at: Option<OffsetDateTime>,
+    revoked_reason: Option<String>,
+    current: bool,
+}
+
+/// `GET /api/v1/auth/sessions`: the caller's own sessions, newest first.
+pub async fn sessions(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Answer<super::response::Page<SessionView>>, ApiError> {
+    let user_id = auth.user_id.ok_or(ApiError::Forbidden)?;
+    let items: Vec<SessionView> = sqlx::query_as(
+        "select id, created_at, refresh_expires_at, last_rotated_at, revoked_at, revoked_reason, \
+                id = $2 as current \
+         from sessions where user_id = $1 order by created_at desc limit 200",
+    )
+    .bind(user_id)
+    .bind(auth.session_id)
+    .fetch_all(&state.pool)
+    .await?;
+    let total = items.len() as i64;
+    Ok(Answer::ok(super::response::Page {
+        items,
+        total,
+        limit: 200,
+        offset: 0,
+    }))
+}
+
+/// Answer of `POST /api/v1/auth/sessions/revoke-all`.
+#[derive(Debug, Serialize)]
+pub struct RevokedCount {
+    revoked: usize,
+}
+
+/// `POST /api/v1/auth/sessions/revoke-all`: ends every own session, the
+/// current one included.
+pub async fn revoke_all(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    context: RequestContext,
+) -> Result<Answer<RevokedCount>, ApiError> {
+    let user_id = auth.user_id.ok_or(ApiError::Forbidden)?;
+    let (revoked, position) = revoke_sessions(
+        &state,
+        user_id,
+        None,
+        RevocationReason::RevokedByUser,
+        &context.metadata(auth.actor),
+    )
+    .await?;
+    if let Some(position) = position {
+        state.await_read_models(position).await;
+    }
+    Ok(Answer::ok(RevokedCount { revoked }).with_position(position))
+}
+
+/// `POST /api/v1/users/me/password` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/v1/users/me/password`: the current password proves the
+/// caller; the user's other sessions are revoked.
+pub async fn change_password(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    context: RequestContext,
+    ApiJson(body): ApiJson<ChangePassword>,
+) -> Result<Answer<Revoked>, ApiError> {
+    let user_id = auth.user_id.ok_or(ApiError::Forbidden)?;
+    if !(8..=1024).contains(&body.new_password.chars().count()) {
+        return Err(ApiError::invalid_field(
+            "new_password",
+            "must be 8 to 1024 characters",
+        ));
+    }
+    let stored: String = sqlx::query_scalar("select password_hash from users where id = $1")
+        .bind(user_id)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    if !state
+        .passwords
+        .verify(&Secret::new(body.current_password), &stored)
+        .await
+    {
+        return Err(ApiError::invalid_field(
+            "current_password",
+            "is not correct",
+        ));
+    }
+    let hash = state
+        .passwords
+        .hash(&Secret::new(body.new_password))
+        .await
+        .map_err(ApiError::internal)?;
+    let metadata = context.metadata(auth.actor.clone());
+    let mut position = state
+        .commands
+        .user(
+            user_id,
+            UserCommand::ChangePassword {
+                password_hash: hash,
+            },
+            metadata.clone(),
+        )
+        .await?;
+    let (_, revoked_at) = revoke_sessions(
+        &state,
+        user_id,
+        auth.session_id,
+        RevocationReason::PasswordChanged,
+        &metadata,
+    )
+    .await?;
+    position = position.max(revoked_at);
+    if let Some(position) = position {
+        state.await_read_models(position).await;
+    }
+    Ok(Answer::ok(Revoked { revoked: true }).with_position(position))
+}

@@ -105,6 +105,9 @@ fn routes() -> Router<AppState> {
         .route("/api/v1/auth/refresh", post(auth::refresh))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/auth/sessions", get(auth::sessions))
+        .route("/api/v1/auth/sessions/revoke-all", post(auth::revoke_all))
+        .route("/api/v1/users/me/password", post(auth::change_password))
 }
 
 /// The full application: routes plus the middleware stack, outermost first:

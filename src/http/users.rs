@@ -252,10 +252,19 @@ pub async fn update(
         is_active: body.is_active,
         mfa_enabled: body.mfa_enabled,
     };
-    let position = state
-        .commands
-        .user(id, command, context.metadata(admin.actor))
+    let metadata = context.metadata(admin.actor);
+    let mut position = state.commands.user(id, command, metadata.clone()).await?;
+    if body.is_active == Some(false) {
+        let (_, revoked) = super::auth::revoke_sessions(
+            &state,
+            id,
+            None,
+            sentryops_events::session::RevocationReason::UserDeactivated,
+            &metadata,
+        )
         .await?;
+        position = position.max(revoked);
+    }
     answer_with_user(&state, id, position).await
 }
 
@@ -288,21 +297,26 @@ pub async fn change_role(
     answer_with_user(&state, id, position).await
 }
 
-/// `POST /api/v1/users/{id}/deactivate`: soft and idempotent. (Revoking the
-/// user's sessions joins this when sessions exist.)
+/// `POST /api/v1/users/{id}/deactivate`: soft and idempotent; revokes the
+/// user's sessions.
 pub async fn deactivate(
     State(state): State<AppState>,
     admin: Admin,
     context: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Answer<UserView>, ApiError> {
+    let metadata = context.metadata(admin.actor);
     let position = state
         .commands
-        .user(
-            id,
-            UserCommand::DeactivateUser,
-            context.metadata(admin.actor),
-        )
+        .user(id, UserCommand::DeactivateUser, metadata.clone())
         .await?;
-    answer_with_user(&state, id, position).await
+    let (_, revoked) = super::auth::revoke_sessions(
+        &state,
+        id,
+        None,
+        sentryops_events::session::RevocationReason::UserDeactivated,
+        &metadata,
+    )
+    .await?;
+    answer_with_user(&state, id, position.max(revoked)).await
 }

@@ -316,3 +316,149 @@ async fn a_deactivated_users_tokens_stop_working() {
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     app.stop().await;
 }
+
+async fn post_with(app: &TestApp, path: &str, token: &str, body: &Value) -> TestResponse {
+    app.send(
+        Request::post(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_user_lists_and_revokes_all_own_sessions() {
+    let app = spawn_app().await;
+    user(&app, "multi@example.com", "viewer").await;
+    let laptop = login(&app, "multi@example.com").await;
+    let phone = login(&app, "multi@example.com").await;
+    let laptop_access = laptop["access_token"].as_str().expect("access");
+    let listed = get_with(&app, "/api/v1/auth/sessions", laptop_access).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let items = listed.json()["data"]["items"]
+        .as_array()
+        .expect("items")
+        .clone();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        items.iter().filter(|item| item["current"] == true).count(),
+        1
+    );
+
+    let revoked = post_with(
+        &app,
+        "/api/v1/auth/sessions/revoke-all",
+        laptop_access,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    assert_eq!(revoked.json()["data"]["revoked"], 2);
+    for token in [
+        laptop_access,
+        phone["access_token"].as_str().expect("access"),
+    ] {
+        get_with(&app, "/api/v1/auth/me", token)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
+    let app = spawn_app().await;
+    user(&app, "pw@example.com", "viewer").await;
+    let here = login(&app, "pw@example.com").await;
+    let elsewhere = login(&app, "pw@example.com").await;
+    let here_access = here["access_token"].as_str().expect("access");
+
+    post_with(
+        &app,
+        "/api/v1/users/me/password",
+        here_access,
+        &json!({ "current_password": "not it at all", "new_password": "a brand new password" }),
+    )
+    .await
+    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    post_with(
+        &app,
+        "/api/v1/users/me/password",
+        here_access,
+        &json!({ "current_password": PASSWORD, "new_password": "short" }),
+    )
+    .await
+    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+
+    let changed = post_with(
+        &app,
+        "/api/v1/users/me/password",
+        here_access,
+        &json!({ "current_password": PASSWORD, "new_password": "a brand new password" }),
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert_eq!(
+        get_with(&app, "/api/v1/auth/me", here_access).await.status,
+        StatusCode::OK
+    );
+    get_with(
+        &app,
+        "/api/v1/auth/me",
+        elsewhere["access_token"].as_str().expect("access"),
+    )
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    post_anonymous(
+        &app,
+        "/api/v1/auth/login",
+        &json!({ "email": "pw@example.com", "password": PASSWORD }),
+        "req-old",
+    )
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let fresh = post_anonymous(
+        &app,
+        "/api/v1/auth/login",
+        &json!({ "email": "pw@example.com", "password": "a brand new password" }),
+        "req-new",
+    )
+    .await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.text);
+    // The static admin token is no user and has no password.
+    app.send_json(
+        "POST",
+        "/api/v1/users/me/password",
+        &json!({ "current_password": "x", "new_password": "yyyyyyyy" }),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn deactivation_revokes_the_users_sessions() {
+    let app = spawn_app().await;
+    let id = user(&app, "out@example.com", "viewer").await;
+    login(&app, "out@example.com").await;
+    login(&app, "out@example.com").await;
+    let deactivated = app
+        .send_json(
+            "POST",
+            &format!("/api/v1/users/{id}/deactivate"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(deactivated.status, StatusCode::OK);
+    let reasons: Vec<String> = sqlx::query_scalar(
+        "select coalesce(revoked_reason, 'open') from sessions where user_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_all(&app.app.state().pool)
+    .await
+    .expect("sessions");
+    assert_eq!(reasons, ["user_deactivated", "user_deactivated"]);
+    app.stop().await;
+}
