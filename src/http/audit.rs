@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::{Admin, ApiQuery};
+use super::extract::{ApiQuery, Authenticated};
 use super::response::{Answer, Page};
 use super::AppState;
 
@@ -154,7 +154,7 @@ async fn list(state: &AppState, query: AuditQuery) -> Result<Answer<Page<AuditEn
 /// `GET /api/v1/audit`.
 pub async fn list_all(
     State(state): State<AppState>,
-    _admin: Admin,
+    _caller: Authenticated,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Answer<Page<AuditEntry>>, ApiError> {
     list(&state, query).await
@@ -163,7 +163,7 @@ pub async fn list_all(
 /// `GET /api/v1/audit/{entity_type}/{entity_id}`.
 pub async fn list_entity(
     State(state): State<AppState>,
-    _admin: Admin,
+    _caller: Authenticated,
     Path((entity_type, entity_id)): Path<(String, String)>,
     ApiQuery(mut query): ApiQuery<AuditQuery>,
 ) -> Result<Answer<Page<AuditEntry>>, ApiError> {

@@ -85,6 +85,42 @@ impl AppState {
     }
 }
 
+/// Who may call a route (SPEC section 1). The handler's extractor enforces
+/// it; [`ROUTE_FLOORS`] states it for every route in one table, which the
+/// route × role test walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    /// No authentication.
+    Public,
+    /// Any authenticated caller: viewer, operator, admin, auditor.
+    Any,
+    /// Admins only.
+    Admin,
+}
+
+/// Every route with its floor: `(method, path, floor)`.
+pub const ROUTE_FLOORS: &[(&str, &str, Floor)] = &[
+    ("GET", "/health", Floor::Public),
+    ("GET", "/ready", Floor::Public),
+    ("GET", "/api/v1/auth/keys", Floor::Public),
+    ("POST", "/api/v1/auth/login", Floor::Public),
+    ("POST", "/api/v1/auth/refresh", Floor::Public),
+    ("POST", "/api/v1/auth/logout", Floor::Public),
+    ("GET", "/api/v1/auth/me", Floor::Any),
+    ("GET", "/api/v1/auth/sessions", Floor::Any),
+    ("POST", "/api/v1/auth/sessions/revoke-all", Floor::Any),
+    ("POST", "/api/v1/users/me/password", Floor::Any),
+    ("GET", "/api/v1/audit", Floor::Any),
+    ("GET", "/api/v1/audit/{entity_type}/{entity_id}", Floor::Any),
+    ("GET", "/api/v1/users", Floor::Admin),
+    ("POST", "/api/v1/users", Floor::Admin),
+    ("GET", "/api/v1/users/{id}", Floor::Admin),
+    ("PATCH", "/api/v1/users/{id}", Floor::Admin),
+    ("PATCH", "/api/v1/users/{id}/role", Floor::Admin),
+    ("POST", "/api/v1/users/{id}/deactivate", Floor::Admin),
+    ("GET", "/api/v1/projections", Floor::Admin),
+];
+
 /// The API routes, without middleware.
 fn routes() -> Router<AppState> {
     Router::new()

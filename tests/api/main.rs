@@ -5,4 +5,5 @@ mod auth;
 mod event_store;
 mod helpers;
 mod platform;
+mod rbac;
 mod users;
