@@ -81,6 +81,12 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// Lifetime of a refresh token (SPEC: 14 days by default).
     pub refresh_token_ttl: Duration,
+    /// Redis for shared rate limits; without it limits hold per process.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key (deployments sharing one Redis stay apart).
+    pub redis_key_prefix: String,
+    /// Logins and refreshes per minute, per client address and per account.
+    pub auth_rate_limit_per_minute: u32,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -160,6 +166,9 @@ impl Config {
                 "REFRESH_TOKEN_TTL_SECONDS",
                 14 * 24 * 3600,
             )?),
+            redis_url: var("REDIS_URL").map(Secret::new),
+            redis_key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "sentryops".into()),
+            auth_rate_limit_per_minute: parsed("AUTH_RATE_LIMIT_PER_MINUTE", 10)?,
         })
     }
 
@@ -189,6 +198,14 @@ impl Config {
             token_keys_file: None,
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(14 * 24 * 3600),
+            redis_url: Some(Secret::new(
+                std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            )),
+            // Tests share one Redis: each app gets its own key space.
+            redis_key_prefix: format!("sentryops-test-{}", uuid::Uuid::new_v4().simple()),
+            // High, so tests that log in often are not limited; the rate
+            // limit tests lower it.
+            auth_rate_limit_per_minute: 1000,
         }
     }
 }

@@ -13,5 +13,6 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod password;
+pub mod ratelimit;
 pub mod startup;
 pub mod telemetry;

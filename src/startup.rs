@@ -68,6 +68,10 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
+        let limiter = std::sync::Arc::new(crate::ratelimit::RateLimiter::new(
+            config.redis_url.as_ref().map(|url| url.expose()),
+            &config.redis_key_prefix,
+        )?);
         let state = AppState::new(AppStateInner {
             commands: Commands::new(pool.clone()),
             config,
@@ -76,6 +80,7 @@ impl Application {
             passwords,
             keyring,
             dummy_hash,
+            limiter,
         });
         crate::demo::ensure_bootstrap_admin(&state).await?;
         Ok(Self { listener, state })

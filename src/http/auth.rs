@@ -22,6 +22,7 @@ use crate::auth::refresh::RefreshToken;
 use crate::config::Secret;
 use crate::domain::session::{OutcomeSlot, RotationOutcome, SessionCommand, SessionError};
 use crate::domain::user::{Email, UserCommand};
+use crate::ratelimit::{Decision, Limit};
 
 impl DomainError for SessionError {
     fn to_api_error(&self) -> ApiError {
@@ -116,6 +117,33 @@ fn sign_pair(
     })
 }
 
+/// Counts one attempt against the auth limit of `name` for each key (client
+/// address, account): 429 when any is over.
+async fn enforce_auth_limit(
+    state: &AppState,
+    name: &'static str,
+    keys: [String; 2],
+) -> Result<(), ApiError> {
+    let limit = Limit {
+        name,
+        limit: state.config.auth_rate_limit_per_minute,
+        period: std::time::Duration::from_secs(60),
+    };
+    for key in keys {
+        if let Decision::Limited { retry_after, limit } = state.limiter.check(limit, &key).await {
+            return Err(ApiError::RateLimited {
+                retry_after_secs: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
+                limit,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn client_key(context: &RequestContext) -> String {
+    format!("ip:{}", context.ip.as_deref().unwrap_or("unknown"))
+}
+
 /// `POST /api/v1/auth/login`: unknown email, wrong password and inactive
 /// account give the same 401 after the same work (a hash verification).
 pub async fn login(
@@ -124,6 +152,16 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Answer<TokenPair>, ApiError> {
     let email = Email::parse(&body.email).ok();
+    let account = email.as_ref().map_or_else(
+        || body.email.trim().to_lowercase(),
+        |email| email.as_str().to_string(),
+    );
+    enforce_auth_limit(
+        &state,
+        "login",
+        [client_key(&context), format!("account:{account}")],
+    )
+    .await?;
     let password = Secret::new(body.password);
     let user: Option<Credentials> = match &email {
         Some(email) => {
@@ -202,7 +240,13 @@ pub async fn refresh(
     context: RequestContext,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Answer<TokenPair>, ApiError> {
-    let presented = RefreshToken::parse(&body.refresh_token).ok_or(ApiError::Unauthorized)?;
+    let presented = RefreshToken::parse(&body.refresh_token);
+    let session_key = presented.as_ref().map_or_else(
+        || "session:none".to_string(),
+        |token| format!("session:{}", token.session_id),
+    );
+    enforce_auth_limit(&state, "refresh", [client_key(&context), session_key]).await?;
+    let presented = presented.ok_or(ApiError::Unauthorized)?;
     let next = RefreshToken::generate(presented.session_id).map_err(ApiError::internal)?;
     let now = OffsetDateTime::now_utc();
     let outcome = OutcomeSlot::default();

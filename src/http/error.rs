@@ -45,6 +45,9 @@ pub enum ApiError {
     /// 422: field-level validation failed; `details` names the fields.
     #[error("{message}")]
     Validation { message: String, details: Value },
+    /// 429: over a rate limit; carries `Retry-After` and `RateLimit-*`.
+    #[error("too many requests; retry later")]
+    RateLimited { retry_after_secs: u64, limit: u32 },
     /// 503: a dependency is down.
     #[error("service temporarily unavailable")]
     Unavailable,
@@ -105,6 +108,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -167,6 +171,17 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = status.into_response();
+        if let ApiError::RateLimited {
+            retry_after_secs,
+            limit,
+        } = &self
+        {
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            headers.insert("ratelimit-limit", HeaderValue::from(*limit));
+            headers.insert("ratelimit-remaining", HeaderValue::from(0));
+            headers.insert("ratelimit-reset", HeaderValue::from(*retry_after_secs));
+        }
         response.extensions_mut().insert(body);
         response
     }

@@ -50,6 +50,7 @@ pub struct AppStateInner {
     /// A hash of a random password with the configured parameters: logins
     /// for unknown emails verify against it, so they take as long as others.
     pub dummy_hash: String,
+    pub limiter: std::sync::Arc<crate::ratelimit::RateLimiter>,
 }
 
 impl std::ops::Deref for AppState {
@@ -208,6 +209,10 @@ pub fn router(state: AppState) -> Router {
             header::ETAG,
             request_id.clone(),
             HeaderName::from_static("x-event-position"),
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
         ])
         .max_age(Duration::from_secs(600));
 

@@ -66,8 +66,15 @@ impl TestResponse {
 
 /// Builds the service on a fresh database.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Builds the service on a fresh database with an adjusted configuration.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database_url = sentryops_projections::testing::create_database().await;
-    let app = Application::build(Config::for_tests(&database_url, ADMIN_TOKEN))
+    let mut config = Config::for_tests(&database_url, ADMIN_TOKEN);
+    adjust(&mut config);
+    let app = Application::build(config)
         .await
         .expect("the service builds");
     let router = sentryops::http::router(app.state().clone());

@@ -5,5 +5,6 @@ mod auth;
 mod event_store;
 mod helpers;
 mod platform;
+mod ratelimit;
 mod rbac;
 mod users;
