@@ -29,18 +29,29 @@ impl Drop for TelemetryGuard {
 /// `default_level`), JSON or pretty output on stderr, and the OTLP layer
 /// when configured.
 pub fn init(config: &Config, default_level: &str) -> anyhow::Result<TelemetryGuard> {
+    init_with_writer(config, default_level, std::io::stderr)
+}
+
+/// [`init`] with logs going to `writer` (tests capture them to check that no
+/// secret is ever logged).
+pub fn init_with_writer<W>(
+    config: &Config,
+    default_level: &str,
+    writer: W,
+) -> anyhow::Result<TelemetryGuard>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let fmt = if config.log_format == "pretty" {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .boxed()
+        tracing_subscriber::fmt::layer().with_writer(writer).boxed()
     } else {
         tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed()
     };
     let provider = match &config.otlp_endpoint {
