@@ -15,7 +15,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 sentryops \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin sentryops
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin sentryops \
+    && mkdir -p /var/lib/sentryops && chown sentryops:sentryops /var/lib/sentryops && chmod 700 /var/lib/sentryops
 COPY --from=builder /usr/local/bin/sentryops /usr/local/bin/sentryops
 USER sentryops
 EXPOSE 8080

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 /// A value that must never be logged or returned. `Debug` prints a
 /// placeholder; the value is reachable only through [`Secret::expose`].
@@ -57,8 +57,6 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Address the API listens on; port 0 picks a free port.
     pub bind_addr: SocketAddr,
-    /// Static admin bearer token accepted until the identity issue lands.
-    pub admin_token: Option<Secret>,
     /// Origins allowed by CORS; empty means no cross-origin access.
     pub cors_allowed_origins: Vec<String>,
     /// `SENTRYOPS_ENV=production` turns on HSTS.
@@ -113,12 +111,6 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let _ = dotenvy::dotenv();
         let database_url = var("DATABASE_URL").context("DATABASE_URL is not set")?;
-        let admin_token = var("SENTRYOPS_ADMIN_TOKEN").map(Secret::new);
-        if let Some(token) = &admin_token {
-            if token.expose().len() < 24 {
-                bail!("SENTRYOPS_ADMIN_TOKEN must be at least 24 characters");
-            }
-        }
         let bootstrap_admin = match (
             var("SENTRYOPS_BOOTSTRAP_ADMIN_EMAIL"),
             var("SENTRYOPS_BOOTSTRAP_ADMIN_PASSWORD"),
@@ -133,7 +125,6 @@ impl Config {
             database_url: Secret::new(database_url),
             database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 20)?,
             bind_addr: parsed("SENTRYOPS_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            admin_token,
             cors_allowed_origins: var("CORS_ALLOWED_ORIGINS")
                 .map(|value| {
                     value
@@ -172,14 +163,13 @@ impl Config {
         })
     }
 
-    /// A configuration for tests: the given database, port 0, a fixed admin
-    /// token and cheap password hashing.
-    pub fn for_tests(database_url: &str, admin_token: &str) -> Self {
+    /// A configuration for tests: the given database, port 0 and cheap
+    /// password hashing.
+    pub fn for_tests(database_url: &str) -> Self {
         Self {
             database_url: Secret::new(database_url),
             database_max_connections: 10,
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_token: Some(Secret::new(admin_token)),
             cors_allowed_origins: vec!["https://console.example.test".into()],
             production: false,
             log_format: "json".into(),
@@ -218,9 +208,13 @@ mod tests {
     fn secrets_never_print() {
         let secret = Secret::new("hunter2-hunter2");
         assert!(!format!("{secret:?}").contains("hunter2"));
-        let config = Config::for_tests("postgres://u:pw-123@h/db", "token-token-token-token-1");
+        let mut config = Config::for_tests("postgres://u:pw-123@h/db");
+        config.bootstrap_admin = Some(BootstrapAdmin {
+            email: "a@b.io".into(),
+            password: Secret::new("boot-pass-123"),
+        });
         let printed = format!("{config:?}");
         assert!(!printed.contains("pw-123"), "{printed}");
-        assert!(!printed.contains("token-token"), "{printed}");
+        assert!(!printed.contains("boot-pass-123"), "{printed}");
     }
 }

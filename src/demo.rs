@@ -39,7 +39,13 @@ async fn register_once(
         mfa_enabled: false,
     };
     match register(state, new_user, EventMetadata::system()).await {
-        Ok(_) => Ok(true),
+        Ok((_, position)) => {
+            // Usable at once: a login reads the users read model.
+            if let Some(position) = position {
+                state.await_read_models(position).await;
+            }
+            Ok(true)
+        }
         Err(ApiError::Conflict(_)) => Ok(false),
         Err(error) => Err(anyhow::anyhow!("registering {email}: {error}")),
     }

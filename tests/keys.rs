@@ -94,3 +94,19 @@ async fn keys_rotate_through_the_cli_and_reach_a_running_process() {
     watcher.abort();
     std::fs::remove_dir_all(&directory).expect("cleanup");
 }
+
+#[test]
+fn the_first_start_creates_the_key_file() {
+    let directory = std::env::temp_dir().join(format!("sentryops-first-start-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&directory).expect("dir");
+    let file = directory.join("keys.json");
+    let shared = SharedKeyring::open(Some(&file), Duration::from_secs(900)).expect("opens");
+    assert!(file.exists());
+    let again = SharedKeyring::open(Some(&file), Duration::from_secs(900)).expect("reopens");
+    assert_eq!(
+        shared.current().active_kid(),
+        again.current().active_kid(),
+        "created once, then reused"
+    );
+    std::fs::remove_dir_all(&directory).expect("cleanup");
+}

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::Request;
 use axum::Router;
-use sentryops::config::Config;
+use sentryops::config::{BootstrapAdmin, Config, Secret};
 use sentryops::startup::Application;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const ADMIN_TOKEN: &str = "log-test-admin-token-0123456789";
+const ADMIN_EMAIL: &str = "admin@logs.example.com";
+const ADMIN_PASSWORD: &str = "admin-Secret-passphrase-555";
 const PASSWORD: &str = "first-Secret-passphrase-771";
 const NEW_PASSWORD: &str = "second-Secret-passphrase-993";
 const WRONG_PASSWORD: &str = "wrong-Secret-passphrase-404";
@@ -62,17 +63,33 @@ async fn no_secret_reaches_the_logs() {
     let captured = Captured::default();
     let sink = captured.clone();
     let database_url = sentryops_projections::testing::create_database().await;
-    let config = Config::for_tests(&database_url, ADMIN_TOKEN);
+    let mut config = Config::for_tests(&database_url);
+    config.bootstrap_admin = Some(BootstrapAdmin {
+        email: ADMIN_EMAIL.into(),
+        password: Secret::new(ADMIN_PASSWORD),
+    });
     let _telemetry = sentryops::telemetry::init_with_writer(&config, "debug", move || sink.clone())
         .expect("telemetry");
     let app = Application::build(config).await.expect("builds");
     let router = sentryops::http::router(app.state().clone());
 
+    let admin = call(
+        &router,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }),
+    )
+    .await;
+    let admin_token = admin["data"]["access_token"]
+        .as_str()
+        .expect("admin token")
+        .to_string();
     let created = call(
         &router,
         "POST",
         "/api/v1/users",
-        Some(ADMIN_TOKEN),
+        Some(&admin_token),
         json!({ "email": "logs@example.com", "full_name": "Log Test", "password": PASSWORD }),
     )
     .await;
@@ -182,7 +199,7 @@ async fn no_secret_reaches_the_logs() {
     .fetch_all(&app.state().pool)
     .await
     .expect("hashes");
-    assert_eq!(hashes.len(), 2);
+    assert_eq!(hashes.len(), 3);
     app.state().runtime.stop().await;
 
     let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
@@ -199,7 +216,8 @@ async fn no_secret_reaches_the_logs() {
         ("password", PASSWORD.to_string()),
         ("new password", NEW_PASSWORD.to_string()),
         ("wrong password", WRONG_PASSWORD.to_string()),
-        ("admin token", ADMIN_TOKEN.to_string()),
+        ("admin password", ADMIN_PASSWORD.to_string()),
+        ("admin token", admin_token),
         ("access token", access),
         ("second access token", second_access),
         ("refresh token", first_refresh),

@@ -35,10 +35,7 @@ async fn spans_are_exported_over_otlp_http() {
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, collector).await });
 
-    let mut config = Config::for_tests(
-        "postgres://unused@127.0.0.1/unused",
-        "unused-token-0123456789abcd",
-    );
+    let mut config = Config::for_tests("postgres://unused@127.0.0.1/unused");
     config.otlp_endpoint = Some(format!("http://{address}"));
     let guard = sentryops::telemetry::init(&config, "info").expect("telemetry initializes");
     tracing::info_span!("otlp.probe", probe = 1)

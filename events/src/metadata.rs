@@ -23,8 +23,8 @@ pub enum Actor {
     User(Uuid),
     /// The service itself: start-up bootstrap, demo data, workers.
     System,
-    /// The operator-provided static admin token (until the identity issue
-    /// replaces it with real sessions).
+    /// The static admin token of the first increments: no longer accepted,
+    /// kept so that events recorded under it still read back.
     StaticAdminToken,
     /// Nobody authenticated.
     Anonymous,

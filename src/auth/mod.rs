@@ -20,11 +20,20 @@ pub struct SharedKeyring {
 }
 
 impl SharedKeyring {
-    /// Loads the ring from `file`, or, without a file, generates a key that
-    /// lives as long as this process (and says so in the log).
+    /// Loads the ring from `file` (creating it with one key on first
+    /// start), or, without a file, generates a key that lives as long as
+    /// this process (and says so in the log).
     pub fn open(file: Option<&PathBuf>, access_ttl: Duration) -> anyhow::Result<Self> {
         let ring = match file {
-            Some(path) => Keyring::load(path, access_ttl)?,
+            Some(path) => {
+                if !path.exists() {
+                    // First start: create the file every later start (and
+                    // every replica sharing it) signs with.
+                    let kid = keyring::create_key_file(path)?;
+                    tracing::info!(path = %path.display(), active_kid = %kid, "created the token key file");
+                }
+                Keyring::load(path, access_ttl)?
+            }
             None => {
                 tracing::warn!(
                     "SENTRYOPS_TOKEN_KEYS_FILE is not set: signing with an ephemeral key; \

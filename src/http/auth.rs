@@ -339,7 +339,7 @@ pub async fn me(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Answer<UserView>, ApiError> {
-    let user_id = auth.user_id.ok_or(ApiError::Forbidden)?;
+    let user_id = auth.user_id;
     let user = super::users::find(&state, user_id)
         .await?
         .ok_or(ApiError::Unauthorized)?;
@@ -406,7 +406,7 @@ pub async fn sessions(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Answer<super::response::Page<SessionView>>, ApiError> {
-    let user_id = auth.user_id.ok_or(ApiError::Forbidden)?;
+    let user_id = auth.user_id;
     let items: Vec<SessionView> = sqlx::query_as(
         "select id, created_at, refresh_expires_at, last_rotated_at, revoked_at, revoked_reason, \
                 id = $2 as current \
@@ -438,7 +438,7 @@ pub async fn revoke_all(
     auth: Authenticated,
     context: RequestContext,
 ) -> Result<Answer<RevokedCount>, ApiError> {
-    let user_id = auth.user_id.ok_or(ApiError::Forbidden)?;
+    let user_id = auth.user_id;
     let (revoked, position) = revoke_sessions(
         &state,
         user_id,
@@ -469,7 +469,7 @@ pub async fn change_password(
     context: RequestContext,
     ApiJson(body): ApiJson<ChangePassword>,
 ) -> Result<Answer<Revoked>, ApiError> {
-    let user_id = auth.user_id.ok_or(ApiError::Forbidden)?;
+    let user_id = auth.user_id;
     if !(8..=1024).contains(&body.new_password.chars().count()) {
         return Err(ApiError::invalid_field(
             "new_password",
@@ -510,7 +510,7 @@ pub async fn change_password(
     let (_, revoked_at) = revoke_sessions(
         &state,
         user_id,
-        auth.session_id,
+        Some(auth.session_id),
         RevocationReason::PasswordChanged,
         &metadata,
     )

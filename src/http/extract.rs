@@ -8,7 +8,6 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use sentryops_events::{Actor, EventMetadata, Role};
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::AppState;
@@ -78,14 +77,12 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 
 /// An authenticated caller: a PASETO v4.public access token whose session
 /// is open and whose user is active (checked on every request against the
-/// `sessions` and `users` read models), or, until the identity issue is
-/// finished, the static admin token. The role comes from the read model, so
-/// a role change applies at once. Every failure is the same opaque 401.
+/// `sessions` and `users` read models). The role comes from the read model,
+/// so a role change applies at once. Every failure is the same opaque 401.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    /// `None` for the static admin token, which is no user.
-    pub user_id: Option<uuid::Uuid>,
-    pub session_id: Option<uuid::Uuid>,
+    pub user_id: uuid::Uuid,
+    pub session_id: uuid::Uuid,
     pub role: Role,
     pub actor: Actor,
 }
@@ -110,16 +107,6 @@ impl FromRequestParts<AppState> for Authenticated {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        if let Some(expected) = &state.config.admin_token {
-            if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
-                return Ok(Authenticated {
-                    user_id: None,
-                    session_id: None,
-                    role: Role::Admin,
-                    actor: Actor::StaticAdminToken,
-                });
-            }
-        }
         let claims = state
             .keyring
             .current()
@@ -136,8 +123,8 @@ impl FromRequestParts<AppState> for Authenticated {
         let (role,) = row.ok_or(ApiError::Unauthorized)?;
         let role = Role::parse(&role).ok_or(ApiError::Unauthorized)?;
         Ok(Authenticated {
-            user_id: Some(claims.sub),
-            session_id: Some(claims.sid),
+            user_id: claims.sub,
+            session_id: claims.sid,
             role,
             actor: Actor::User(claims.sub),
         })

@@ -7,16 +7,19 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
-use sentryops::config::Config;
+use sentryops::config::{BootstrapAdmin, Config, Secret};
 use sentryops::startup::Application;
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// The static admin token every test app accepts.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+/// The bootstrap admin every test app creates at start.
+pub const ADMIN_EMAIL: &str = "admin@tests.example.com";
+pub const ADMIN_PASSWORD: &str = "bootstrap admin password";
 
 /// A running service on its own database.
 pub struct TestApp {
+    /// An access token of the bootstrap admin.
+    pub admin_token: String,
     pub app: Application,
     pub router: Router,
     pub database_url: String,
@@ -72,13 +75,39 @@ pub async fn spawn_app() -> TestApp {
 /// Builds the service on a fresh database with an adjusted configuration.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database_url = sentryops_projections::testing::create_database().await;
-    let mut config = Config::for_tests(&database_url, ADMIN_TOKEN);
+    let mut config = Config::for_tests(&database_url);
+    config.bootstrap_admin = Some(BootstrapAdmin {
+        email: ADMIN_EMAIL.into(),
+        password: Secret::new(ADMIN_PASSWORD),
+    });
     adjust(&mut config);
     let app = Application::build(config)
         .await
         .expect("the service builds");
     let router = sentryops::http::router(app.state().clone());
+    let login = router
+        .clone()
+        .oneshot(
+            Request::post("/api/v1/auth/login")
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    serde_json::json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD })
+                        .to_string(),
+                ))
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    let body = axum::body::to_bytes(login.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let body: Value = serde_json::from_slice(&body).expect("login answers JSON");
+    let admin_token = body["data"]["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the bootstrap admin logs in: {body}"))
+        .to_string();
     TestApp {
+        admin_token,
         app,
         router,
         database_url,
@@ -110,7 +139,7 @@ impl TestApp {
     pub async fn get(&self, path: &str, authorized: bool) -> TestResponse {
         let mut request = Request::get(path);
         if authorized {
-            request = request.header("authorization", format!("Bearer {ADMIN_TOKEN}"));
+            request = request.header("authorization", format!("Bearer {}", self.admin_token));
         }
         self.send(request.body(Body::empty()).expect("request"))
             .await
@@ -120,7 +149,7 @@ impl TestApp {
     pub async fn post_json(&self, path: &str, body: &Value) -> TestResponse {
         self.send(
             Request::post(path)
-                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .header("authorization", format!("Bearer {}", self.admin_token))
                 .header("content-type", "application/json")
                 .header("user-agent", "sentryops-tests/1.0")
                 .body(Body::from(body.to_string()))
@@ -156,11 +185,21 @@ impl TestApp {
             Request::builder()
                 .method(method)
                 .uri(path)
-                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .header("authorization", format!("Bearer {}", self.admin_token))
                 .header("content-type", "application/json")
                 .body(Body::from(body.to_string()))
                 .expect("request"),
         )
         .await
+    }
+}
+
+impl TestApp {
+    /// How many events the log holds.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("select count(*) from events")
+            .fetch_one(&self.app.state().pool)
+            .await
+            .expect("count")
     }
 }

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, ADMIN_TOKEN};
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn health_and_ready_answer_without_auth() {
@@ -34,7 +34,7 @@ async fn wrong_method_is_a_405_envelope_with_allow() {
     let response = app
         .send(
             Request::delete("/api/v1/audit")
-                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .header("authorization", format!("Bearer {}", app.admin_token))
                 .body(Body::empty())
                 .expect("request"),
         )
@@ -52,7 +52,7 @@ async fn malformed_json_is_a_422_envelope() {
     let response = app
         .send(
             Request::post("/api/v1/users")
-                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .header("authorization", format!("Bearer {}", app.admin_token))
                 .header("content-type", "application/json")
                 .body(Body::from("{\"email\": "))
                 .expect("request"),
@@ -68,7 +68,7 @@ async fn wrong_content_type_is_a_415_envelope() {
     let response = app
         .send(
             Request::post("/api/v1/users")
-                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .header("authorization", format!("Bearer {}", app.admin_token))
                 .header("content-type", "text/plain")
                 .body(Body::from("email=a@b.io"))
                 .expect("request"),
@@ -86,13 +86,10 @@ async fn oversized_body_is_a_413_envelope_and_writes_nothing() {
         "full_name": "x".repeat(2 * 1024 * 1024),
         "password": "correct horse battery",
     });
+    let before = app.event_count().await;
     let response = app.post_json("/api/v1/users", &huge).await;
     response.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
-    let events: i64 = sqlx::query_scalar("select count(*) from events")
-        .fetch_one(&app.app.state().pool)
-        .await
-        .expect("count");
-    assert_eq!(events, 0);
+    assert_eq!(app.event_count().await, before);
     app.stop().await;
 }
 
