@@ -9,16 +9,22 @@ use crate::helpers::{spawn_app, TestApp, TestResponse};
 
 const PASSWORD: &str = "correct horse battery";
 
+/// The client address every anonymous test request comes from.
+const CLIENT: [u8; 4] = [203, 0, 113, 9];
+
 async fn post_anonymous(app: &TestApp, path: &str, body: &Value, request_id: &str) -> TestResponse {
-    app.send(
-        Request::post(path)
-            .header("content-type", "application/json")
-            .header("user-agent", "auth-tests/1.0")
-            .header("x-request-id", request_id)
-            .body(Body::from(body.to_string()))
-            .expect("request"),
-    )
-    .await
+    let mut request = Request::post(path)
+        .header("content-type", "application/json")
+        .header("user-agent", "auth-tests/1.0")
+        .header("x-request-id", request_id)
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            CLIENT, 50000,
+        ))));
+    app.send(request).await
 }
 
 async fn get_with(app: &TestApp, path: &str, token: &str) -> TestResponse {
@@ -139,6 +145,7 @@ async fn unknown_email_wrong_password_and_inactive_give_identical_answers() {
         .iter()
         .map(|entry| {
             assert_eq!(entry["request_id"], "req-same");
+            assert_eq!(entry["source_ip"], "203.0.113.9");
             assert_eq!(entry["user_agent"], "auth-tests/1.0");
             assert_eq!(entry["actor_id"], "anonymous");
             entry["after"]["reason"].as_str().expect("reason")
@@ -453,4 +460,102 @@ async fn deactivation_revokes_the_users_sessions() {
     .expect("sessions");
     assert_eq!(reasons, ["user_deactivated", "user_deactivated"]);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn every_auth_event_carries_ip_user_agent_and_request_id() {
+    let app = spawn_app().await;
+    user(&app, "trail@example.com", "viewer").await;
+    let pair = login(&app, "trail@example.com").await;
+    let rotated = refresh(&app, pair["refresh_token"].as_str().expect("refresh")).await;
+    let token = rotated.json()["data"]["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    post_anonymous(
+        &app,
+        "/api/v1/auth/logout",
+        &json!({ "refresh_token": token }),
+        "req-logout",
+    )
+    .await;
+    let audit = app.get("/api/v1/audit?limit=100", true).await.json();
+    let entries: Vec<&Value> = audit["data"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|entry| entry["user_agent"] == "auth-tests/1.0")
+        .collect();
+    let actions: Vec<&str> = entries
+        .iter()
+        .rev()
+        .map(|entry| entry["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "auth.login_succeeded",
+            "session.started",
+            "session.refresh_rotated",
+            "session.revoked"
+        ]
+    );
+    for entry in entries {
+        assert_eq!(entry["source_ip"], "203.0.113.9", "{entry}");
+        assert!(
+            entry["request_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("req-")),
+            "{entry}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn after_logout_the_access_token_is_refused_on_every_instance() {
+    // Two instances on one database, sharing the token key file, as
+    // replicas do.
+    let keys =
+        std::env::temp_dir().join(format!("sentryops-replicas-{}.json", uuid::Uuid::new_v4()));
+    let first =
+        crate::helpers::spawn_app_with(|config| config.token_keys_file = Some(keys.clone())).await;
+    let shared_database = first.database_url.clone();
+    let second = crate::helpers::spawn_app_on(&shared_database, |config| {
+        config.token_keys_file = Some(keys.clone())
+    })
+    .await;
+    user(&first, "two@example.com", "viewer").await;
+    let pair = login(&first, "two@example.com").await;
+    let access = pair["access_token"].as_str().expect("access");
+    assert_eq!(
+        get_with(&second, "/api/v1/auth/me", access).await.status,
+        StatusCode::OK
+    );
+    post_anonymous(
+        &first,
+        "/api/v1/auth/logout",
+        &json!({ "refresh_token": pair["refresh_token"] }),
+        "req-two",
+    )
+    .await;
+    get_with(&first, "/api/v1/auth/me", access)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    // The second instance reads the same read model: refused within 1 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let status = get_with(&second, "/api/v1/auth/me", access).await.status;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted after 1 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    second.stop().await;
+    first.stop().await;
+    std::fs::remove_file(&keys).expect("cleanup");
 }

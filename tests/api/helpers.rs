@@ -75,6 +75,15 @@ pub async fn spawn_app() -> TestApp {
 /// Builds the service on a fresh database with an adjusted configuration.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database_url = sentryops_projections::testing::create_database().await;
+    spawn_on(database_url, adjust).await
+}
+
+/// Another instance on the database of a first one (a replica).
+pub async fn spawn_app_on(database_url: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_on(database_url.to_string(), adjust).await
+}
+
+async fn spawn_on(database_url: String, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::for_tests(&database_url);
     config.bootstrap_admin = Some(BootstrapAdmin {
         email: ADMIN_EMAIL.into(),
