@@ -116,6 +116,7 @@ async fn sixteen_concurrent_writers_lose_no_event() {
 async fn a_runner_stopped_mid_batch_neither_loses_nor_doubles() {
     let db = fresh_db().await;
     let positions = append_many(&db.pool, "a", 45).await;
+    wait_settled(&db.pool).await;
 
     // A failure in the middle of the third batch rolls that batch back.
     let failing = Counting::new("first");
