@@ -37,9 +37,12 @@ pub struct PasswordHashing {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
-    /// Hashes allowed to run at once on the blocking pool: a login flood
-    /// queues here instead of starving the runtime.
+    /// Hashing threads (hashes at once). They run at a lower priority
+    /// than the async runtime, so a login flood cannot starve it.
     pub max_concurrent: usize,
+    /// Hashes that may wait for a thread; beyond that a login is shed at
+    /// once with 503 and `Retry-After` instead of queueing without bound.
+    pub max_queued: usize,
 }
 
 /// Credentials of the bootstrap admin created on first start.
@@ -85,6 +88,11 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// Logins and refreshes per minute, per client address and per account.
     pub auth_rate_limit_per_minute: u32,
+    /// How long an access check (session open, user active, role) may be
+    /// served from the cache. Invalidations normally arrive within
+    /// milliseconds (projector, Redis pub/sub); this bounds staleness when
+    /// they cannot (Redis down).
+    pub auth_cache_ttl: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -149,6 +157,7 @@ impl Config {
                 iterations: parsed("ARGON2_ITERATIONS", 2)?,
                 parallelism: parsed("ARGON2_PARALLELISM", 1)?,
                 max_concurrent: parsed("ARGON2_MAX_CONCURRENT", 2)?,
+                max_queued: parsed("ARGON2_MAX_QUEUED", 32)?,
             },
             bootstrap_admin,
             token_keys_file: var("SENTRYOPS_TOKEN_KEYS_FILE").map(std::path::PathBuf::from),
@@ -160,6 +169,7 @@ impl Config {
             redis_url: var("REDIS_URL").map(Secret::new),
             redis_key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "sentryops".into()),
             auth_rate_limit_per_minute: parsed("AUTH_RATE_LIMIT_PER_MINUTE", 10)?,
+            auth_cache_ttl: Duration::from_millis(parsed("AUTH_CACHE_TTL_MS", 2000)?),
         })
     }
 
@@ -183,6 +193,7 @@ impl Config {
                 iterations: 1,
                 parallelism: 1,
                 max_concurrent: 2,
+                max_queued: 64,
             },
             bootstrap_admin: None,
             token_keys_file: None,
@@ -196,6 +207,7 @@ impl Config {
             // High, so tests that log in often are not limited; the rate
             // limit tests lower it.
             auth_rate_limit_per_minute: 1000,
+            auth_cache_ttl: Duration::from_secs(2),
         }
     }
 }

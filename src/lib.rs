@@ -14,5 +14,6 @@ pub mod domain;
 pub mod http;
 pub mod password;
 pub mod ratelimit;
+pub mod redis_link;
 pub mod startup;
 pub mod telemetry;

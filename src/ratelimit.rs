@@ -9,12 +9,13 @@
 //! by themselves when Redis returns.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
+
+use crate::redis_link::{Outage, CALL_TIMEOUT};
 
 /// A limit: `limit` requests per `period`, as a smooth rate with a burst of
 /// `limit`.
@@ -60,36 +61,20 @@ pub struct RateLimiter {
     prefix: String,
     local:
         std::sync::Mutex<std::collections::HashMap<&'static str, DefaultKeyedRateLimiter<String>>>,
-    degraded: AtomicBool,
+    outage: Outage,
 }
 
-const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(200);
-
 impl RateLimiter {
-    /// A limiter over `redis_url` (none: per-process limits only). Keys get
+    /// A limiter over `redis` (none: per-process limits only). Keys get
     /// `prefix`, so deployments (and tests) sharing a Redis stay apart.
-    pub fn new(redis_url: Option<&str>, prefix: &str) -> anyhow::Result<Self> {
-        let redis = match redis_url {
-            Some(url) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(REDIS_CALL_TIMEOUT))
-                    .set_response_timeout(Some(REDIS_CALL_TIMEOUT))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_secs(2));
-                Some(redis::Client::open(url)?.get_connection_manager_lazy(config)?)
-            }
-            None => {
-                tracing::warn!("REDIS_URL is not set: rate limits hold per process only");
-                None
-            }
-        };
-        Ok(Self {
+    pub fn new(redis: Option<ConnectionManager>, prefix: &str) -> Self {
+        Self {
             redis,
             script: redis::Script::new(GCRA),
             prefix: prefix.to_string(),
             local: Default::default(),
-            degraded: AtomicBool::new(false),
-        })
+            outage: Outage::default(),
+        }
     }
 
     /// Counts one request against `limit` for `key`.
@@ -103,9 +88,9 @@ impl RateLimiter {
                 .arg(interval_ms)
                 .arg(interval_ms * u64::from(limit.limit.max(1)));
             let call = invocation.invoke_async::<(i64, i64)>(&mut connection);
-            match tokio::time::timeout(REDIS_CALL_TIMEOUT, call).await {
+            match tokio::time::timeout(CALL_TIMEOUT, call).await {
                 Ok(Ok((allowed, wait_ms))) => {
-                    if self.degraded.swap(false, Ordering::Relaxed) {
+                    if self.outage.ended() {
                         tracing::info!("Redis is back: rate limits are shared again");
                     }
                     return if allowed == 1 {
@@ -125,7 +110,7 @@ impl RateLimiter {
     }
 
     fn note_outage(&self, reason: &str) {
-        if !self.degraded.swap(true, Ordering::Relaxed) {
+        if self.outage.began() {
             tracing::warn!(
                 reason,
                 "Redis unavailable: rate limits hold per process until it returns"

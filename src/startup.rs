@@ -34,6 +34,8 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The follower of other replicas' access-cache invalidations.
+    invalidations: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -47,6 +49,24 @@ impl Application {
             sentryops_projections::all(),
             RuntimeOptions::default(),
         );
+        let redis_url = config.redis_url.as_ref().map(|url| url.expose());
+        if redis_url.is_none() {
+            tracing::warn!(
+                "REDIS_URL is not set: rate limits hold per process only, and other replicas \
+                 see revocations only when their access-cache entries expire"
+            );
+        }
+        let redis = redis_url.map(crate::redis_link::connect).transpose()?;
+        let access = crate::auth::access::AccessCache::new(
+            pool.clone(),
+            config.auth_cache_ttl,
+            redis.clone(),
+            &config.redis_key_prefix,
+        );
+        runtime.observe(std::sync::Arc::new(
+            crate::auth::access::AccessInvalidator::new(access.clone()),
+        ));
+        let invalidations = redis_url.map(|url| access.follow(url)).transpose()?;
         runtime.start().await;
         let passwords = Passwords::new(config.password_hashing)?;
         let keyring = crate::auth::SharedKeyring::open(
@@ -69,9 +89,9 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
         let limiter = std::sync::Arc::new(crate::ratelimit::RateLimiter::new(
-            config.redis_url.as_ref().map(|url| url.expose()),
+            redis,
             &config.redis_key_prefix,
-        )?);
+        ));
         let state = AppState::new(AppStateInner {
             commands: Commands::new(pool.clone()),
             config,
@@ -81,9 +101,14 @@ impl Application {
             keyring,
             dummy_hash,
             limiter,
+            access,
         });
         crate::demo::ensure_bootstrap_admin(&state).await?;
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            invalidations,
+        })
     }
 
     /// The bound port (useful with port 0).
@@ -117,6 +142,9 @@ impl Application {
         .await
         .context("server failed")?;
         self.state.runtime.stop().await;
+        if let Some(follower) = self.invalidations {
+            follower.abort();
+        }
         Ok(())
     }
 }

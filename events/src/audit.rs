@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::cmdb::{self, AssetEvent, DependencyEvent, TagEvent};
 use crate::session::{self, SessionEvent};
 use crate::user::{self, UserEvent};
 
@@ -36,6 +37,15 @@ pub fn describe(aggregate_type: &str, event_type: &str, payload: &Value) -> Audi
         session::AGGREGATE_TYPE => SessionEvent::deserialize(payload)
             .ok()
             .map(|event| describe_session(&event)),
+        cmdb::ASSET => AssetEvent::deserialize(payload)
+            .ok()
+            .map(|event| describe_asset(&event)),
+        cmdb::TAG => TagEvent::deserialize(payload)
+            .ok()
+            .map(|event| describe_tag(&event)),
+        cmdb::DEPENDENCY => DependencyEvent::deserialize(payload)
+            .ok()
+            .map(|event| describe_dependency(&event)),
         _ => None,
     };
     known.unwrap_or_else(|| AuditFacts {
@@ -135,6 +145,121 @@ fn describe_session(event: &SessionEvent) -> AuditFacts {
     }
 }
 
+fn facts(action: &str, before: Option<Value>, after: Option<Value>) -> AuditFacts {
+    AuditFacts {
+        action: action.into(),
+        before,
+        after,
+    }
+}
+
+fn describe_asset(event: &AssetEvent) -> AuditFacts {
+    match event {
+        AssetEvent::AssetRegistered {
+            short_code,
+            name,
+            asset_type,
+            lifecycle_state,
+            environment,
+            location,
+            description,
+            owner_id,
+            attributes,
+            custom_fields,
+            ..
+        } => facts(
+            "asset.created",
+            None,
+            Some(json!({
+                "short_code": short_code,
+                "name": name,
+                "asset_type": asset_type,
+                "lifecycle_state": lifecycle_state,
+                "environment": environment,
+                "location": location,
+                "description": description,
+                "owner_id": owner_id,
+                "attributes": attributes,
+                "custom_fields": custom_fields,
+            })),
+        ),
+        AssetEvent::AssetUpdated { changes } => {
+            let before: serde_json::Map<String, Value> = changes
+                .iter()
+                .map(|(field, change)| (field.clone(), change.before.clone()))
+                .collect();
+            let after: serde_json::Map<String, Value> = changes
+                .iter()
+                .map(|(field, change)| (field.clone(), change.after.clone()))
+                .collect();
+            facts(
+                "asset.updated",
+                Some(Value::Object(before)),
+                Some(Value::Object(after)),
+            )
+        }
+        AssetEvent::AssetLifecycleChanged { from, to } => facts(
+            "asset.lifecycle_changed",
+            Some(json!({ "lifecycle_state": from })),
+            Some(json!({ "lifecycle_state": to })),
+        ),
+        AssetEvent::AssetDeleted => facts("asset.deleted", None, Some(json!({ "deleted": true }))),
+        AssetEvent::AssetTagged { tag_id } => {
+            facts("asset.tagged", None, Some(json!({ "tag_id": tag_id })))
+        }
+        AssetEvent::AssetUntagged { tag_id } => {
+            facts("asset.untagged", Some(json!({ "tag_id": tag_id })), None)
+        }
+        AssetEvent::AssetCheckedOut {
+            checkout_id,
+            holder_id,
+            notes,
+        } => facts(
+            "asset.checked_out",
+            None,
+            Some(json!({ "checkout_id": checkout_id, "holder_id": holder_id, "notes": notes })),
+        ),
+        AssetEvent::AssetCheckedIn { checkout_id } => facts(
+            "asset.checked_in",
+            Some(json!({ "checkout_id": checkout_id })),
+            None,
+        ),
+    }
+}
+
+fn describe_tag(event: &TagEvent) -> AuditFacts {
+    match event {
+        TagEvent::TagCreated { name, color, .. } => facts(
+            "tag.created",
+            None,
+            Some(json!({ "name": name, "color": color })),
+        ),
+        TagEvent::TagDeleted => facts("tag.deleted", None, Some(json!({ "deleted": true }))),
+    }
+}
+
+fn describe_dependency(event: &DependencyEvent) -> AuditFacts {
+    match event {
+        DependencyEvent::DependencyAdded {
+            source_asset_id,
+            target_asset_id,
+            kind,
+            ..
+        } => facts(
+            "dependency.created",
+            None,
+            Some(json!({
+                "source_asset_id": source_asset_id,
+                "target_asset_id": target_asset_id,
+                "kind": kind,
+            })),
+        ),
+        DependencyEvent::DependencyRemoved => {
+            facts("dependency.deleted", None, Some(json!({ "deleted": true })))
+        }
+    }
+}
+
 fn state_change(action: &str, field: &str, before: bool, after: bool) -> AuditFacts {
     AuditFacts {
         action: action.into(),
@@ -199,6 +324,27 @@ mod tests {
         assert_eq!(facts.action, "user.role_changed");
         assert_eq!(facts.before, Some(json!({ "role": "viewer" })));
         assert_eq!(facts.after, Some(json!({ "role": "admin" })));
+    }
+
+    #[test]
+    fn an_asset_update_shows_each_changed_field_before_and_after() {
+        let mut changes = std::collections::BTreeMap::new();
+        changes.insert(
+            "name".to_string(),
+            crate::cmdb::FieldChange {
+                before: json!("web-1"),
+                after: json!("web-01"),
+            },
+        );
+        let event = AssetEvent::AssetUpdated { changes };
+        let facts = describe(
+            "asset",
+            "AssetUpdated",
+            &serde_json::to_value(&event).expect("json"),
+        );
+        assert_eq!(facts.action, "asset.updated");
+        assert_eq!(facts.before, Some(json!({ "name": "web-1" })));
+        assert_eq!(facts.after, Some(json!({ "name": "web-01" })));
     }
 
     #[test]

@@ -20,6 +20,18 @@ pub const EVENT_CATALOG: &[(&str, &str, &str)] = &[
     ("session", "RefreshTokenRotated", "1.0"),
     ("session", "RefreshTokenReuseDetected", "1.0"),
     ("session", "SessionRevoked", "1.0"),
+    ("asset", "AssetRegistered", "1.0"),
+    ("asset", "AssetUpdated", "1.0"),
+    ("asset", "AssetLifecycleChanged", "1.0"),
+    ("asset", "AssetDeleted", "1.0"),
+    ("asset", "AssetTagged", "1.0"),
+    ("asset", "AssetUntagged", "1.0"),
+    ("asset", "AssetCheckedOut", "1.0"),
+    ("asset", "AssetCheckedIn", "1.0"),
+    ("tag", "TagCreated", "1.0"),
+    ("tag", "TagDeleted", "1.0"),
+    ("dependency", "DependencyAdded", "1.0"),
+    ("dependency", "DependencyRemoved", "1.0"),
 ];
 
 /// Event payload keys that hold secrets. They are stored (the log is the
@@ -71,6 +83,18 @@ mod tests {
             ("session", "RefreshTokenRotated", "1.0"),
             ("session", "RefreshTokenReuseDetected", "1.0"),
             ("session", "SessionRevoked", "1.0"),
+            ("asset", "AssetRegistered", "1.0"),
+            ("asset", "AssetUpdated", "1.0"),
+            ("asset", "AssetLifecycleChanged", "1.0"),
+            ("asset", "AssetDeleted", "1.0"),
+            ("asset", "AssetTagged", "1.0"),
+            ("asset", "AssetUntagged", "1.0"),
+            ("asset", "AssetCheckedOut", "1.0"),
+            ("asset", "AssetCheckedIn", "1.0"),
+            ("tag", "TagCreated", "1.0"),
+            ("tag", "TagDeleted", "1.0"),
+            ("dependency", "DependencyAdded", "1.0"),
+            ("dependency", "DependencyRemoved", "1.0"),
         ];
         assert_eq!(EVENT_CATALOG, golden);
     }
@@ -130,11 +154,86 @@ mod tests {
                 reason: RevocationReason::Logout,
             },
         ];
+        use crate::cmdb::{
+            AssetEvent, AssetType, DependencyEvent, Environment, LifecycleState, TagEvent,
+        };
+        let cmdb_samples: Vec<(&str, String, String)> = [
+            AssetEvent::AssetRegistered {
+                asset_id: Uuid::nil(),
+                short_code: String::new(),
+                name: String::new(),
+                asset_type: AssetType::Host,
+                lifecycle_state: LifecycleState::Active,
+                environment: Environment::Prod,
+                location: None,
+                description: None,
+                owner_id: None,
+                attributes: Default::default(),
+                custom_fields: Default::default(),
+                registered_at: OffsetDateTime::UNIX_EPOCH,
+            },
+            AssetEvent::AssetUpdated {
+                changes: Default::default(),
+            },
+            AssetEvent::AssetLifecycleChanged {
+                from: LifecycleState::Active,
+                to: LifecycleState::Retired,
+            },
+            AssetEvent::AssetDeleted,
+            AssetEvent::AssetTagged {
+                tag_id: Uuid::nil(),
+            },
+            AssetEvent::AssetUntagged {
+                tag_id: Uuid::nil(),
+            },
+            AssetEvent::AssetCheckedOut {
+                checkout_id: Uuid::nil(),
+                holder_id: Uuid::nil(),
+                notes: None,
+            },
+            AssetEvent::AssetCheckedIn {
+                checkout_id: Uuid::nil(),
+            },
+        ]
+        .iter()
+        .map(|event| ("asset", event.event_type(), event.event_version()))
+        .chain(
+            [
+                TagEvent::TagCreated {
+                    tag_id: Uuid::nil(),
+                    name: String::new(),
+                    color: String::new(),
+                },
+                TagEvent::TagDeleted,
+            ]
+            .iter()
+            .map(|event| ("tag", event.event_type(), event.event_version())),
+        )
+        .chain(
+            [
+                DependencyEvent::DependencyAdded {
+                    dependency_id: Uuid::nil(),
+                    source_asset_id: Uuid::nil(),
+                    target_asset_id: Uuid::nil(),
+                    kind: None,
+                },
+                DependencyEvent::DependencyRemoved,
+            ]
+            .iter()
+            .map(|event| ("dependency", event.event_type(), event.event_version())),
+        )
+        .collect();
         assert_eq!(
-            samples.len() + session_samples.len(),
+            samples.len() + session_samples.len() + cmdb_samples.len(),
             EVENT_CATALOG.len(),
             "a sample per catalogued event"
         );
+        for (aggregate, event_type, version) in &cmdb_samples {
+            assert!(
+                EVENT_CATALOG.contains(&(*aggregate, event_type.as_str(), version.as_str())),
+                "{aggregate} {event_type} {version} is not in EVENT_CATALOG"
+            );
+        }
         for event in session_samples {
             let entry = (
                 "session".to_string(),

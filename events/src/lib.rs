@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod cmdb;
 pub mod metadata;
 pub mod session;
 pub mod user;

@@ -11,6 +11,7 @@
 //! Invariant: nothing outside this crate writes a read-model table.
 
 pub mod audit_timeline;
+pub mod cmdb;
 pub mod projection;
 pub mod rebuild;
 pub mod runtime;
@@ -37,5 +38,9 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(audit_timeline::AuditTimeline),
         Arc::new(users::UsersProjection),
         Arc::new(sessions::SessionsProjection),
+        Arc::new(cmdb::AssetsProjection),
+        Arc::new(cmdb::TagsProjection),
+        Arc::new(cmdb::DependenciesProjection),
+        Arc::new(cmdb::CheckoutsProjection),
     ]
 }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::projection::{is_valid_name, Projection};
 use crate::rebuild;
-use crate::store::{self, LogPosition};
+use crate::store::{self, LogPosition, StoredEvent};
 
 /// The NOTIFY channel the `events` trigger signals on every append.
 pub const EVENTS_CHANNEL: &str = "sentryops_events";
@@ -55,6 +55,16 @@ impl Default for RuntimeOptions {
     }
 }
 
+/// Told about every batch this process commits, right after the commit:
+/// caches in front of read models invalidate their entries with it. Called
+/// on the runner's task, so it must not block.
+pub trait CommitObserver: Send + Sync {
+    /// `events` were applied to `projection`'s tables and are visible.
+    fn committed(&self, projection: &str, events: &[StoredEvent]);
+    /// `projection`'s tables were rebuilt and swapped in.
+    fn rebuilt(&self, projection: &str);
+}
+
 /// Runs the projections of one process. Cheap to clone.
 #[derive(Clone)]
 pub struct ProjectionRuntime {
@@ -69,6 +79,7 @@ struct Inner {
     progress: HashMap<&'static str, watch::Sender<LogPosition>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    observer: std::sync::OnceLock<Arc<dyn CommitObserver>>,
 }
 
 /// The outcome of one catch-up pass.
@@ -117,6 +128,7 @@ impl ProjectionRuntime {
                 progress,
                 shutdown: watch::channel(false).0,
                 tasks: Mutex::new(Vec::new()),
+                observer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -124,6 +136,12 @@ impl ProjectionRuntime {
     /// The projections this runtime serves.
     pub fn projections(&self) -> &[Arc<dyn Projection>] {
         &self.inner.projections
+    }
+
+    /// Registers the observer of committed batches; call before
+    /// [`Self::start`]. Only the first registration counts.
+    pub fn observe(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = self.inner.observer.set(observer);
     }
 
     /// Starts one leader loop per projection.
@@ -308,7 +326,10 @@ async fn lead_once(
             &mut conn,
             projection,
             inner.options.batch_size,
-            |checkpoint| {
+            |checkpoint, events| {
+                if let Some(observer) = inner.observer.get() {
+                    observer.committed(name, events);
+                }
                 progress.send_replace(checkpoint);
             },
         )
@@ -325,6 +346,9 @@ async fn lead_once(
                 )
                 .await
                 .context("rebuild")?;
+                if let Some(observer) = inner.observer.get() {
+                    observer.rebuilt(name);
+                }
                 if let Some(checkpoint) = stored_checkpoint(&inner.pool, name).await? {
                     progress.send_replace(checkpoint);
                 }
@@ -398,7 +422,7 @@ pub async fn catch_up(
     conn: &mut PgConnection,
     projection: &dyn Projection,
     batch_size: i64,
-    mut on_commit: impl FnMut(LogPosition),
+    mut on_commit: impl FnMut(LogPosition, &[StoredEvent]),
 ) -> anyhow::Result<CatchUp> {
     let name = projection.name();
     let mut applied = 0u64;
@@ -482,6 +506,6 @@ pub async fn catch_up(
         .await?;
         tx.commit().await?;
         applied += events.len() as u64;
-        on_commit(last);
+        on_commit(last, &events);
     }
 }

@@ -9,13 +9,16 @@ use sqlx::PgConnection;
 use crate::projection::Projection;
 use crate::store::StoredEvent;
 
+/// The projection's name (its checkpoint row and advisory lock).
+pub const NAME: &str = "sessions";
+
 /// The sessions projection.
 pub struct SessionsProjection;
 
 #[async_trait]
 impl Projection for SessionsProjection {
     fn name(&self) -> &'static str {
-        "sessions"
+        NAME
     }
 
     fn version(&self) -> i32 {

@@ -9,13 +9,16 @@ use sqlx::PgConnection;
 use crate::projection::Projection;
 use crate::store::StoredEvent;
 
+/// The projection's name (its checkpoint row and advisory lock).
+pub const NAME: &str = "users";
+
 /// The users projection.
 pub struct UsersProjection;
 
 #[async_trait]
 impl Projection for UsersProjection {
     fn name(&self) -> &'static str {
-        "users"
+        NAME
     }
 
     fn version(&self) -> i32 {

@@ -10,7 +10,7 @@ use common::*;
 use sentryops_projections::audit_timeline::AuditTimeline;
 use sentryops_projections::rebuild::{rebuild_on, RebuildOutcome};
 use sentryops_projections::runtime::{catch_up, stored_checkpoint, try_lead};
-use sentryops_projections::{LogPosition, Projection};
+use sentryops_projections::{LogPosition, Projection, ProjectionRuntime};
 use sqlx::{Connection, PgPool};
 
 async fn audit_positions(pool: &PgPool) -> Vec<i64> {
@@ -32,6 +32,18 @@ async fn log_position_of(pool: &PgPool, position: i64) -> LogPosition {
         transaction_id,
         position,
     }
+}
+
+/// Waits (at most 10 s) until `runtime` has projected every event in the
+/// log; returns the global position of the last one.
+async fn caught_up_with_the_log(pool: &PgPool, runtime: &ProjectionRuntime) -> i64 {
+    let last = *all_positions_in_order(pool).await.last().expect("events");
+    assert!(
+        runtime
+            .wait_for(log_position_of(pool, last).await, Duration::from_secs(10))
+            .await
+    );
+    last
 }
 
 /// Done-when 1: an event whose transaction took a lower global_position but
@@ -180,7 +192,7 @@ async fn a_rebuild_stopped_midway_resumes_exactly_once() {
     sentryops_projections::runtime::ensure_checkpoint(&mut conn, projection.as_ref())
         .await
         .expect("checkpoint row");
-    catch_up(&mut conn, projection.as_ref(), 10, |_| {})
+    catch_up(&mut conn, projection.as_ref(), 10, |_, _| {})
         .await
         .expect("catch up");
     assert_eq!(
@@ -317,18 +329,7 @@ async fn a_rebuild_matches_the_live_tables_and_swaps_atomically() {
     append_many(&db.pool, "a", 25).await;
     let runtime = runtime_for(&db.pool, Arc::new(AuditTimeline));
     runtime.start().await;
-    let last = *all_positions_in_order(&db.pool)
-        .await
-        .last()
-        .expect("events");
-    assert!(
-        runtime
-            .wait_for(
-                log_position_of(&db.pool, last).await,
-                Duration::from_secs(10)
-            )
-            .await
-    );
+    let last = caught_up_with_the_log(&db.pool, &runtime).await;
     runtime.stop().await;
     let live = table_digest(&db.pool, "audit_timeline", "event_position").await;
     assert_eq!(live.0, 25);
@@ -407,18 +408,7 @@ async fn a_newer_code_version_rebuilds_at_start() {
     append_many(&db.pool, "a", 12).await;
     let runtime = runtime_for(&db.pool, Counting::new("v1"));
     runtime.start().await;
-    let last = *all_positions_in_order(&db.pool)
-        .await
-        .last()
-        .expect("events");
-    assert!(
-        runtime
-            .wait_for(
-                log_position_of(&db.pool, last).await,
-                Duration::from_secs(10)
-            )
-            .await
-    );
+    caught_up_with_the_log(&db.pool, &runtime).await;
     runtime.stop().await;
 
     let mut v2 = Counting::new("v2");
@@ -527,18 +517,7 @@ async fn a_tool_rebuild_is_carried_out_by_the_running_leader() {
     append_many(&db.pool, "a", 25).await;
     let leader = runtime_for(&db.pool, Counting::new("leader"));
     leader.start().await;
-    let last = *all_positions_in_order(&db.pool)
-        .await
-        .last()
-        .expect("events");
-    assert!(
-        leader
-            .wait_for(
-                log_position_of(&db.pool, last).await,
-                Duration::from_secs(10)
-            )
-            .await
-    );
+    let last = caught_up_with_the_log(&db.pool, &leader).await;
     sqlx::query("delete from test_applied where position = $1")
         .bind(last)
         .execute(&db.pool)
@@ -649,7 +628,7 @@ async fn an_idle_catch_up_pass_uses_no_transaction_id() {
     sentryops_projections::runtime::ensure_checkpoint(&mut conn, projection.as_ref())
         .await
         .expect("row");
-    let pass = catch_up(&mut conn, projection.as_ref(), 10, |_| {})
+    let pass = catch_up(&mut conn, projection.as_ref(), 10, |_, _| {})
         .await
         .expect("catch up");
     assert_eq!(pass.applied, 3);
@@ -665,7 +644,7 @@ async fn an_idle_catch_up_pass_uses_no_transaction_id() {
     };
     let before = row_versions().await;
     for _ in 0..10 {
-        let pass = catch_up(&mut conn, projection.as_ref(), 10, |_| {})
+        let pass = catch_up(&mut conn, projection.as_ref(), 10, |_, _| {})
             .await
             .expect("idle pass");
         assert_eq!(pass.applied, 0);

@@ -1,8 +1,11 @@
 //! Identity: token signing and verification (SPEC section 2, DESIGN D5).
 //!
-//! Login, sessions and the bearer-token extractor arrive with the rest of
-//! the identity issue; this module holds the key ring they build on.
+//! The key ring signs and verifies access tokens, `refresh` makes and
+//! parses refresh tokens, and `access` answers (cached) whether a token's
+//! session and user still grant access. Login and the endpoints live in
+//! `http::auth`.
 
+pub mod access;
 pub mod keyring;
 pub mod refresh;
 
@@ -10,13 +13,30 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use keyring::Keyring;
+use keyring::{AccessClaims, Keyring, TokenError};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// Access tokens already verified, by the SHA-256 of their text. A token is
+/// immutable and its signature either holds or not, so a second
+/// verification of the same bytes could only differ on the clock (checked
+/// on every hit) or on the key ring (the cache is emptied when it reloads).
+/// Saves the Ed25519 verification, the bulk of a request's auth cost.
+type VerifiedTokens = moka::sync::Cache<[u8; 32], AccessClaims>;
+
+fn verified_tokens() -> VerifiedTokens {
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(Duration::from_secs(300))
+        .build()
+}
 
 /// The key ring shared by the handlers, reloaded when its file changes (a
 /// `keys rotate` on any host reaches every replica that shares the file).
 #[derive(Clone)]
 pub struct SharedKeyring {
     ring: Arc<RwLock<Arc<Keyring>>>,
+    verified: VerifiedTokens,
 }
 
 impl SharedKeyring {
@@ -44,7 +64,31 @@ impl SharedKeyring {
         };
         Ok(Self {
             ring: Arc::new(RwLock::new(Arc::new(ring))),
+            verified: verified_tokens(),
         })
+    }
+
+    /// Verifies an access token (see [`Keyring::verify_access`]), from the
+    /// cache of tokens already verified when it can.
+    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified.get(&digest) {
+            return if claims.exp > OffsetDateTime::now_utc() {
+                Ok(claims)
+            } else {
+                self.verified.invalidate(&digest);
+                Err(TokenError::Rejected)
+            };
+        }
+        let claims = self.current().verify_access(token)?;
+        self.verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    /// Empties the cache of verified tokens (benchmarks measure the cold
+    /// path with it).
+    pub fn forget_verified(&self) {
+        self.verified.invalidate_all();
     }
 
     /// The current ring.
@@ -86,6 +130,8 @@ impl SharedKeyring {
                             .ring
                             .write()
                             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(ring);
+                        // A key may have left the ring: verify afresh.
+                        shared.verified.invalidate_all();
                     }
                     Err(error) => tracing::error!(
                         error = format!("{error:#}"),

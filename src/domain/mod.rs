@@ -6,8 +6,11 @@
 //! command's events took in the global order (see [`event_store`]), so that the API can wait for
 //! its read models (read-your-writes) and return `X-Event-Position`.
 
+pub mod asset;
+pub mod dependency;
 pub mod event_store;
 pub mod session;
+pub mod tag;
 pub mod user;
 
 use cqrs_es::persist::PersistedEventStore;
@@ -32,6 +35,9 @@ fn command_handler<A: Aggregate>(pool: &PgPool, services: A::Services) -> Handle
 pub struct Commands {
     users: Handler<user::User>,
     sessions: Handler<session::Session>,
+    assets: Handler<asset::Asset>,
+    tags: Handler<tag::Tag>,
+    dependencies: Handler<dependency::Dependency>,
 }
 
 /// A command's failure: the aggregate refused it, or the store failed.
@@ -43,6 +49,9 @@ impl Commands {
         Self {
             users: command_handler(&pool, ()),
             sessions: command_handler(&pool, ()),
+            assets: command_handler(&pool, ()),
+            tags: command_handler(&pool, ()),
+            dependencies: command_handler(&pool, ()),
         }
     }
 
@@ -57,6 +66,35 @@ impl Commands {
             .await
     }
 
+    /// Records a fact about a user that no concurrent change can make
+    /// wrong (a login succeeded or failed): on a concurrency conflict the
+    /// command is re-run against the newer state. Two logins of one account
+    /// at once must both be recorded, not answered 409. Each conflict means
+    /// another writer won, so contenders drain one per round; a random
+    /// back-off that widens with every attempt spreads them out so a burst
+    /// of N logins needs about N rounds, not N squared collisions.
+    pub async fn record_for_user(
+        &self,
+        user_id: uuid::Uuid,
+        command: impl Fn() -> user::UserCommand,
+        metadata: EventMetadata,
+    ) -> CommandResult<user::UserError> {
+        const ATTEMPTS: u32 = 64;
+        const MAX_BACKOFF_MS: u32 = 32;
+        let mut attempt = 1;
+        loop {
+            match self.user(user_id, command(), metadata.clone()).await {
+                Err(cqrs_es::AggregateError::AggregateConflict) if attempt < ATTEMPTS => {
+                    let window = (1u32 << attempt.min(5)).min(MAX_BACKOFF_MS) + 1;
+                    let jitter_ms = getrandom::u32().unwrap_or(attempt) % window;
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter_ms.into())).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// Runs `command` against the session `session_id`.
     pub async fn session(
         &self,
@@ -66,6 +104,44 @@ impl Commands {
     ) -> CommandResult<session::SessionError> {
         self.execute(&self.sessions, &session_id.to_string(), command, metadata)
             .await
+    }
+
+    /// Runs `command` against the asset `asset_id`.
+    pub async fn asset(
+        &self,
+        asset_id: uuid::Uuid,
+        command: asset::AssetCommand,
+        metadata: EventMetadata,
+    ) -> CommandResult<asset::AssetError> {
+        self.execute(&self.assets, &asset_id.to_string(), command, metadata)
+            .await
+    }
+
+    /// Runs `command` against the tag `tag_id`.
+    pub async fn tag(
+        &self,
+        tag_id: uuid::Uuid,
+        command: tag::TagCommand,
+        metadata: EventMetadata,
+    ) -> CommandResult<tag::TagError> {
+        self.execute(&self.tags, &tag_id.to_string(), command, metadata)
+            .await
+    }
+
+    /// Runs `command` against the dependency edge `dependency_id`.
+    pub async fn dependency(
+        &self,
+        dependency_id: uuid::Uuid,
+        command: dependency::DependencyCommand,
+        metadata: EventMetadata,
+    ) -> CommandResult<dependency::DependencyError> {
+        self.execute(
+            &self.dependencies,
+            &dependency_id.to_string(),
+            command,
+            metadata,
+        )
+        .await
     }
 
     /// Executes a command with metadata; `Ok(None)` when it appended nothing.

@@ -17,6 +17,7 @@ use super::extract::{ApiJson, Authenticated, RequestContext};
 use super::response::Answer;
 use super::users::UserView;
 use super::AppState;
+use crate::auth::access::AccessKey;
 use crate::auth::keyring::PublishedKey;
 use crate::auth::refresh::RefreshToken;
 use crate::config::Secret;
@@ -177,7 +178,7 @@ pub async fn login(
     let stored_hash = user.as_ref().map_or(state.dummy_hash.as_str(), |user| {
         user.password_hash.as_str()
     });
-    let verified = state.passwords.verify(&password, stored_hash).await;
+    let verified = state.passwords.verify(&password, stored_hash).await?;
     let failure = match &user {
         None => Some(LoginFailure::UnknownEmail),
         Some(_) if !verified => Some(LoginFailure::WrongPassword),
@@ -188,9 +189,9 @@ pub async fn login(
         if let (Some(email), Some(reason)) = (&email, failure) {
             state
                 .commands
-                .user(
+                .record_for_user(
                     email.user_id(),
-                    UserCommand::RecordLoginFailure { reason },
+                    || UserCommand::RecordLoginFailure { reason },
                     context.metadata(Actor::Anonymous),
                 )
                 .await?;
@@ -200,21 +201,17 @@ pub async fn login(
     let role = Role::parse(&user.role)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored role {}", user.role)))?;
     let rehashed = if state.passwords.needs_rehash(&user.password_hash) {
-        Some(
-            state
-                .passwords
-                .hash(&password)
-                .await
-                .map_err(ApiError::internal)?,
-        )
+        Some(state.passwords.hash(&password).await?)
     } else {
         None
     };
     state
         .commands
-        .user(
+        .record_for_user(
             user.id,
-            UserCommand::RecordLoginSuccess { rehashed },
+            || UserCommand::RecordLoginSuccess {
+                rehashed: rehashed.clone(),
+            },
             context.metadata(Actor::User(user.id)),
         )
         .await?;
@@ -273,9 +270,10 @@ pub async fn refresh(
         Err(error) => return Err(error.into()),
     };
     let Some(RotationOutcome::Rotated { user_id }) = outcome.get().copied() else {
-        if let Some(position) = position {
-            state.await_read_models(position).await;
-        }
+        // Reuse revoked the session: its access tokens stop here.
+        state
+            .settle_access_change(position, AccessKey::Session(presented.session_id))
+            .await;
         return Err(ApiError::Unauthorized);
     };
     let user: Option<(String, bool)> =
@@ -309,7 +307,8 @@ pub async fn logout(
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Answer<Revoked>, ApiError> {
     let mut position = None;
-    if let Some(presented) = RefreshToken::parse(&body.refresh_token) {
+    let presented = RefreshToken::parse(&body.refresh_token);
+    if let Some(presented) = &presented {
         let result = state
             .commands
             .session(
@@ -328,8 +327,10 @@ pub async fn logout(
             Err(error) => return Err(error.into()),
         }
     }
-    if let Some(position) = position {
-        state.await_read_models(position).await;
+    if let Some(presented) = presented {
+        state
+            .settle_access_change(position, AccessKey::Session(presented.session_id))
+            .await;
     }
     Ok(Answer::ok(Revoked { revoked: true }).with_position(position))
 }
@@ -447,9 +448,11 @@ pub async fn revoke_all(
         &context.metadata(auth.actor),
     )
     .await?;
-    if let Some(position) = position {
-        state.await_read_models(position).await;
-    }
+    // A user entry that misses reloads the session with it: dropping the
+    // user drops the cached view of every one of their sessions.
+    state
+        .settle_access_change(position, AccessKey::User(user_id))
+        .await;
     Ok(Answer::ok(RevokedCount { revoked }).with_position(position))
 }
 
@@ -484,7 +487,7 @@ pub async fn change_password(
     if !state
         .passwords
         .verify(&Secret::new(body.current_password), &stored)
-        .await
+        .await?
     {
         return Err(ApiError::invalid_field(
             "current_password",
@@ -494,8 +497,7 @@ pub async fn change_password(
     let hash = state
         .passwords
         .hash(&Secret::new(body.new_password))
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let metadata = context.metadata(auth.actor.clone());
     let mut position = state
         .commands
@@ -516,8 +518,8 @@ pub async fn change_password(
     )
     .await?;
     position = position.max(revoked_at);
-    if let Some(position) = position {
-        state.await_read_models(position).await;
-    }
+    state
+        .settle_access_change(position, AccessKey::User(user_id))
+        .await;
     Ok(Answer::ok(Revoked { revoked: true }).with_position(position))
 }

@@ -51,6 +51,10 @@ pub enum ApiError {
     /// 503: a dependency is down.
     #[error("service temporarily unavailable")]
     Unavailable,
+    /// 503 with `Retry-After`: too much work of one kind is queued (password
+    /// hashing); shed now rather than answer late.
+    #[error("too many requests in progress; try again shortly")]
+    Overloaded { retry_after_secs: u64 },
     /// 500: anything unexpected. The detail is logged, never returned.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -109,7 +113,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -182,8 +186,24 @@ impl IntoResponse for ApiError {
             headers.insert("ratelimit-remaining", HeaderValue::from(0));
             headers.insert("ratelimit-reset", HeaderValue::from(*retry_after_secs));
         }
+        if let ApiError::Overloaded { retry_after_secs } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         response.extensions_mut().insert(body);
         response
+    }
+}
+
+impl From<crate::password::HashingError> for ApiError {
+    fn from(error: crate::password::HashingError) -> Self {
+        match error {
+            crate::password::HashingError::Busy => ApiError::Overloaded {
+                retry_after_secs: 1,
+            },
+            failed => ApiError::internal(failed),
+        }
     }
 }
 

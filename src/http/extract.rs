@@ -77,8 +77,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 
 /// An authenticated caller: a PASETO v4.public access token whose session
 /// is open and whose user is active (checked on every request against the
-/// `sessions` and `users` read models). The role comes from the read model,
-/// so a role change applies at once. Every failure is the same opaque 401.
+/// `sessions` and `users` read models, through the cache of
+/// [`crate::auth::access`]). The role comes from the read model, so a role
+/// change applies at once. Every failure is the same opaque 401.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub user_id: uuid::Uuid,
@@ -109,19 +110,13 @@ impl FromRequestParts<AppState> for Authenticated {
         let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
         let claims = state
             .keyring
-            .current()
             .verify_access(presented)
             .map_err(|_| ApiError::Unauthorized)?;
-        let row: Option<(String,)> = sqlx::query_as(
-            "select u.role from sessions s join users u on u.id = s.user_id \
-             where s.id = $1 and s.user_id = $2 and s.revoked_at is null and u.is_active",
-        )
-        .bind(claims.sid)
-        .bind(claims.sub)
-        .fetch_optional(&state.pool)
-        .await?;
-        let (role,) = row.ok_or(ApiError::Unauthorized)?;
-        let role = Role::parse(&role).ok_or(ApiError::Unauthorized)?;
+        let role = state
+            .access
+            .check(claims.sid, claims.sub)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         Ok(Authenticated {
             user_id: claims.sub,
             session_id: claims.sid,

@@ -51,6 +51,8 @@ pub struct AppStateInner {
     /// for unknown emails verify against it, so they take as long as others.
     pub dummy_hash: String,
     pub limiter: std::sync::Arc<crate::ratelimit::RateLimiter>,
+    /// The cached access check of every authenticated request.
+    pub access: crate::auth::access::AccessCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -83,6 +85,21 @@ impl AppState {
             );
         }
         caught_up
+    }
+
+    /// Read-your-writes for a change of who may do what (a revoked session,
+    /// a deactivated user, a new role): waits for the read models, then
+    /// drops the cached access check here and on every replica, so the very
+    /// next request sees the change.
+    pub async fn settle_access_change(
+        &self,
+        position: Option<LogPosition>,
+        key: crate::auth::access::AccessKey,
+    ) {
+        if let Some(position) = position {
+            self.await_read_models(position).await;
+            self.access.invalidate(&[key]).await;
+        }
     }
 }
 

@@ -103,11 +103,7 @@ pub async fn register(
     new_user: NewUser,
     metadata: sentryops_events::EventMetadata,
 ) -> Result<(Uuid, Option<sentryops_projections::LogPosition>), ApiError> {
-    let password_hash = state
-        .passwords
-        .hash(&new_user.password)
-        .await
-        .map_err(ApiError::internal)?;
+    let password_hash = state.passwords.hash(&new_user.password).await?;
     let user_id = new_user.email.user_id();
     let position = state
         .commands
@@ -208,9 +204,11 @@ async fn answer_with_user(
     id: Uuid,
     position: Option<sentryops_projections::LogPosition>,
 ) -> Result<Answer<UserView>, ApiError> {
-    if let Some(position) = position {
-        state.await_read_models(position).await;
-    }
+    // Role and active flag feed the access check; a profile change does
+    // not, but one needless invalidation costs less than a missed one.
+    state
+        .settle_access_change(position, crate::auth::access::AccessKey::User(id))
+        .await;
     let user = find(state, id).await?.ok_or(ApiError::NotFound("user"))?;
     Ok(Answer::ok(user).with_position(position))
 }

@@ -173,7 +173,18 @@ async fn projection_status_lists_every_read_model_for_the_admin() {
         .iter()
         .map(|item| item["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["audit_timeline", "users", "sessions"]);
+    assert_eq!(
+        names,
+        [
+            "audit_timeline",
+            "users",
+            "sessions",
+            "assets",
+            "tags",
+            "dependencies",
+            "checkouts"
+        ]
+    );
     for item in items {
         assert_eq!(item["code_version"], item["stored_version"], "{item}");
         assert_eq!(

@@ -60,12 +60,7 @@ async fn refresh(app: &TestApp, token: &str) -> TestResponse {
 }
 
 async fn user(app: &TestApp, email: &str, role: &str) -> String {
-    let created = app.create_user(email, role).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    created.json()["data"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
+    app.created_user_id(email, role).await
 }
 
 #[tokio::test]
@@ -241,6 +236,11 @@ async fn logout_revokes_at_once_and_is_idempotent() {
     let pair = login(&app, "bye@example.com").await;
     let access = pair["access_token"].as_str().expect("access");
     let refresh_token = pair["refresh_token"].as_str().expect("refresh");
+    // Warm the access cache: the logout must drop the cached answer.
+    assert_eq!(
+        get_with(&app, "/api/v1/auth/me", access).await.status,
+        StatusCode::OK
+    );
     for body in [
         json!({ "refresh_token": refresh_token }),
         json!({ "refresh_token": refresh_token }),
@@ -352,6 +352,17 @@ async fn a_user_lists_and_revokes_all_own_sessions() {
     assert_eq!(
         items.iter().filter(|item| item["current"] == true).count(),
         1
+    );
+    // Warm the access cache for the other session too.
+    assert_eq!(
+        get_with(
+            &app,
+            "/api/v1/auth/me",
+            phone["access_token"].as_str().expect("access")
+        )
+        .await
+        .status,
+        StatusCode::OK
     );
 
     let revoked = post_with(
@@ -518,20 +529,31 @@ async fn after_logout_the_access_token_is_refused_on_every_instance() {
     // replicas do.
     let keys =
         std::env::temp_dir().join(format!("sentryops-replicas-{}.json", uuid::Uuid::new_v4()));
-    let first =
-        crate::helpers::spawn_app_with(|config| config.token_keys_file = Some(keys.clone())).await;
+    // Cache entries outlive the test: only an invalidation can make the
+    // second instance refuse in time.
+    let long_ttl = std::time::Duration::from_secs(600);
+    let first = crate::helpers::spawn_app_with(|config| {
+        config.token_keys_file = Some(keys.clone());
+        config.auth_cache_ttl = long_ttl;
+    })
+    .await;
     let shared_database = first.database_url.clone();
+    let shared_prefix = first.app.state().config.redis_key_prefix.clone();
     let second = crate::helpers::spawn_app_on(&shared_database, |config| {
-        config.token_keys_file = Some(keys.clone())
+        config.token_keys_file = Some(keys.clone());
+        config.redis_key_prefix = shared_prefix;
+        config.auth_cache_ttl = long_ttl;
     })
     .await;
     user(&first, "two@example.com", "viewer").await;
     let pair = login(&first, "two@example.com").await;
     let access = pair["access_token"].as_str().expect("access");
-    assert_eq!(
-        get_with(&second, "/api/v1/auth/me", access).await.status,
-        StatusCode::OK
-    );
+    for instance in [&first, &second] {
+        assert_eq!(
+            get_with(instance, "/api/v1/auth/me", access).await.status,
+            StatusCode::OK
+        );
+    }
     post_anonymous(
         &first,
         "/api/v1/auth/logout",
@@ -542,7 +564,7 @@ async fn after_logout_the_access_token_is_refused_on_every_instance() {
     get_with(&first, "/api/v1/auth/me", access)
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
-    // The second instance reads the same read model: refused within 1 s.
+    // The second instance hears of it over Redis: refused within 1 s.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     loop {
         let status = get_with(&second, "/api/v1/auth/me", access).await.status;
@@ -558,4 +580,188 @@ async fn after_logout_the_access_token_is_refused_on_every_instance() {
     second.stop().await;
     first.stop().await;
     std::fs::remove_file(&keys).expect("cleanup");
+}
+
+#[tokio::test]
+async fn without_redis_a_replica_refuses_a_revoked_session_once_its_cache_entry_expires() {
+    let keys =
+        std::env::temp_dir().join(format!("sentryops-no-redis-{}.json", uuid::Uuid::new_v4()));
+    let first =
+        crate::helpers::spawn_app_with(|config| config.token_keys_file = Some(keys.clone())).await;
+    let ttl = std::time::Duration::from_millis(800);
+    let second = crate::helpers::spawn_app_on(&first.database_url, |config| {
+        config.token_keys_file = Some(keys.clone());
+        // Nothing listens there: no invalidation can arrive.
+        config.redis_url = Some(sentryops::config::Secret::new("redis://127.0.0.1:1"));
+        config.auth_cache_ttl = ttl;
+    })
+    .await;
+    user(&first, "lonely@example.com", "viewer").await;
+    let pair = login(&first, "lonely@example.com").await;
+    let access = pair["access_token"].as_str().expect("access");
+    assert_eq!(
+        get_with(&second, "/api/v1/auth/me", access).await.status,
+        StatusCode::OK
+    );
+    let logged_out = std::time::Instant::now();
+    post_anonymous(
+        &first,
+        "/api/v1/auth/logout",
+        &json!({ "refresh_token": pair["refresh_token"] }),
+        "req-lonely",
+    )
+    .await;
+    get_with(&first, "/api/v1/auth/me", access)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    // The TTL bounds the staleness: refused at the latest once it passed.
+    let bound = ttl + std::time::Duration::from_millis(500);
+    loop {
+        let status = get_with(&second, "/api/v1/auth/me", access).await.status;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            logged_out.elapsed() < bound,
+            "still accepted {:?} after logout (cache TTL {ttl:?})",
+            logged_out.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    second.stop().await;
+    first.stop().await;
+    std::fs::remove_file(&keys).expect("cleanup");
+}
+
+#[tokio::test]
+async fn a_role_change_applies_to_the_very_next_request() {
+    let app = spawn_app().await;
+    let id = user(&app, "promoted@example.com", "viewer").await;
+    let pair = login(&app, "promoted@example.com").await;
+    let access = pair["access_token"].as_str().expect("access");
+    get_with(&app, "/api/v1/users", access)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let promoted = app
+        .send_json(
+            "PATCH",
+            &format!("/api/v1/users/{id}/role"),
+            &json!({ "role": "admin" }),
+        )
+        .await;
+    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.text);
+    assert_eq!(
+        get_with(&app, "/api/v1/users", access).await.status,
+        StatusCode::OK
+    );
+    let demoted = app
+        .send_json(
+            "PATCH",
+            &format!("/api/v1/users/{id}/role"),
+            &json!({ "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(demoted.status, StatusCode::OK, "{}", demoted.text);
+    get_with(&app, "/api/v1/users", access)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_logins_of_one_account_all_succeed() {
+    let app = spawn_app().await;
+    user(&app, "busy@example.com", "viewer").await;
+    let attempts = (0..8).map(|n| {
+        let app = &app;
+        async move {
+            let good = post_anonymous(
+                app,
+                "/api/v1/auth/login",
+                &json!({ "email": "busy@example.com", "password": PASSWORD }),
+                &format!("req-good-{n}"),
+            )
+            .await;
+            let bad = post_anonymous(
+                app,
+                "/api/v1/auth/login",
+                &json!({ "email": "busy@example.com", "password": "wrong password" }),
+                &format!("req-bad-{n}"),
+            )
+            .await;
+            (good.status, bad.status)
+        }
+    });
+    for (good, bad) in futures_util::future::join_all(attempts).await {
+        assert_eq!(good, StatusCode::OK, "a good login of a busy account");
+        assert_eq!(
+            bad,
+            StatusCode::UNAUTHORIZED,
+            "a bad login of a busy account"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_login_flood_beyond_the_hashing_queue_is_shed_with_503_and_retry_after() {
+    // One hashing thread, no queue, and hashes slow enough to overlap.
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.password_hashing.memory_kib = 32 * 1024;
+        config.password_hashing.iterations = 4;
+        config.password_hashing.max_concurrent = 1;
+        config.password_hashing.max_queued = 0;
+    })
+    .await;
+    user(&app, "crowd@example.com", "viewer").await;
+    let attempts = (0..6).map(|n| {
+        let app = &app;
+        async move {
+            post_anonymous(
+                app,
+                "/api/v1/auth/login",
+                &json!({ "email": "crowd@example.com", "password": PASSWORD }),
+                &format!("req-crowd-{n}"),
+            )
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let shed: Vec<_> = answers
+        .iter()
+        .filter(|answer| answer.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(
+        answers.iter().any(|answer| answer.status == StatusCode::OK),
+        "someone gets in"
+    );
+    assert!(!shed.is_empty(), "the overflow is shed");
+    for answer in shed {
+        answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+        assert_eq!(answer.header("retry-after"), Some("1"));
+    }
+    // Once the crowd is gone, logins are admitted again.
+    login(&app, "crowd@example.com").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_access_token_accepted_before_is_refused_once_it_expires() {
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.access_token_ttl = std::time::Duration::from_secs(2);
+    })
+    .await;
+    user(&app, "brief@example.com", "viewer").await;
+    let pair = login(&app, "brief@example.com").await;
+    let access = pair["access_token"].as_str().expect("access");
+    // Verified once: from now on it is served from the verified-token cache.
+    assert_eq!(
+        get_with(&app, "/api/v1/auth/me", access).await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    get_with(&app, "/api/v1/auth/me", access)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.stop().await;
 }

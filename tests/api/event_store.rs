@@ -80,3 +80,68 @@ async fn snapshots_are_refused() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_short_code_create_one_asset_and_audit_it() {
+    use sentryops::domain::asset::{asset_id_for, AssetCommand, AssetError, AssetFields};
+    use sentryops_events::cmdb::{AssetType, Environment, LifecycleState};
+    use sentryops_events::EventMetadata;
+
+    let app = spawn_app().await;
+    let state = app.app.state().clone();
+    let short_code = "HST-QQQQQ";
+    let register = |name: &str| AssetCommand::Register {
+        short_code: short_code.into(),
+        asset_type: AssetType::Host,
+        lifecycle_state: LifecycleState::Active,
+        environment: Environment::Prod,
+        fields: AssetFields {
+            name: name.into(),
+            ..AssetFields::default()
+        },
+        tag_ids: vec![],
+    };
+    let attempts = (0..8).map(|n| {
+        let state = state.clone();
+        let command = register(&format!("host-{n}"));
+        async move {
+            state
+                .commands
+                .asset(asset_id_for(short_code), command, EventMetadata::system())
+                .await
+        }
+    });
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let created = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+    assert_eq!(created, 1, "{outcomes:?}");
+    for outcome in outcomes.iter().filter(|outcome| outcome.is_err()) {
+        assert!(
+            matches!(
+                outcome,
+                Err(cqrs_es::AggregateError::AggregateConflict)
+                    | Err(cqrs_es::AggregateError::UserError(
+                        AssetError::ShortCodeTaken
+                    ))
+            ),
+            "{outcome:?}"
+        );
+    }
+    let position = outcomes
+        .into_iter()
+        .find_map(|outcome| outcome.ok().flatten())
+        .expect("a position");
+    assert!(state.await_read_models(position).await);
+    let audited: Vec<(String, String)> =
+        sqlx::query_as("select action, entity_id from audit_timeline where entity_type = 'asset'")
+            .fetch_all(&state.pool)
+            .await
+            .expect("audit");
+    assert_eq!(
+        audited,
+        vec![(
+            "asset.created".to_string(),
+            asset_id_for(short_code).to_string()
+        )]
+    );
+    app.stop().await;
+}

@@ -181,6 +181,16 @@ impl TestApp {
         .await
     }
 
+    /// Creates a user through the API (asserting the 201) and returns its id.
+    pub async fn created_user_id(&self, email: &str, role: &str) -> String {
+        let created = self.create_user(email, role).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        created.json()["data"]["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
     /// Stops the projections.
     pub async fn stop(self) {
         self.app.state().runtime.stop().await;

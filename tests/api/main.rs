@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod cmdb;
 mod event_store;
 mod helpers;
 mod platform;

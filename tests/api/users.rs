@@ -137,12 +137,7 @@ async fn list_bounds_are_validated() {
 }
 
 async fn created_id(app: &crate::helpers::TestApp, email: &str) -> String {
-    let created = app.create_user(email, "viewer").await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    created.json()["data"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
+    app.created_user_id(email, "viewer").await
 }
 
 #[tokio::test]
