@@ -319,6 +319,14 @@ impl Projection for CheckoutsProjection {
                     .execute(&mut *conn)
                     .await?;
                 }
+                // A deleted asset leaves the check-outs (its stream keeps
+                // them for history and `as_of`).
+                AssetEvent::AssetDeleted => {
+                    sqlx::query("delete from checkouts where asset_id = $1")
+                        .bind(Uuid::parse_str(&event.aggregate_id)?)
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 _ => {}
             }
         }

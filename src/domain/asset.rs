@@ -55,10 +55,13 @@ pub struct AssetFields {
 }
 
 /// A partial update: `None` leaves a field alone; `Some(None)` clears an
-/// optional one. `attributes` and `custom_fields` replace the whole map.
+/// optional one. `attributes` and `custom_fields` replace the whole map. A
+/// new `lifecycle_state` is recorded as its own event, appended atomically
+/// with the field changes.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AssetPatch {
     pub name: Option<String>,
+    pub lifecycle_state: Option<LifecycleState>,
     pub environment: Option<Environment>,
     pub location: Option<Option<String>>,
     pub description: Option<Option<String>>,
@@ -125,6 +128,8 @@ pub enum AssetError {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Asset {
     registered: bool,
+    short_code: String,
+    asset_type: Option<AssetType>,
     deleted: bool,
     /// Events in the stream: the `version` of the API and its `ETag`.
     version: u64,
@@ -138,6 +143,37 @@ impl Asset {
     /// The stream version (the `ETag`).
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Whether the asset was ever registered (a time-travel view before
+    /// its registration has nothing to show).
+    pub fn is_registered(&self) -> bool {
+        self.registered
+    }
+
+    /// The short code it was registered with.
+    pub fn short_code(&self) -> &str {
+        &self.short_code
+    }
+
+    /// Its type, once registered.
+    pub fn asset_type(&self) -> Option<AssetType> {
+        self.asset_type
+    }
+
+    /// Its lifecycle state, once registered.
+    pub fn lifecycle_state(&self) -> Option<LifecycleState> {
+        self.lifecycle_state
+    }
+
+    /// Its editable fields.
+    pub fn fields(&self) -> &AssetFields {
+        &self.fields
+    }
+
+    /// The tags attached to it.
+    pub fn tags(&self) -> &BTreeSet<Uuid> {
+        &self.tags
     }
 
     fn require_live(&self) -> Result<(), AssetError> {
@@ -195,6 +231,19 @@ impl Asset {
             );
         }
         changes
+    }
+}
+
+impl Asset {
+    /// Records a move to `to`, when it is a move.
+    async fn change_lifecycle(&mut self, to: Option<LifecycleState>, sink: &EventSink<Self>) {
+        let from = self.lifecycle_state;
+        if let (Some(from), Some(to)) = (from, to) {
+            if from != to {
+                sink.write(AssetEvent::AssetLifecycleChanged { from, to }, self)
+                    .await;
+            }
+        }
     }
 }
 
@@ -257,18 +306,17 @@ impl Aggregate for Asset {
                         current: self.version,
                     });
                 }
+                let lifecycle = patch.lifecycle_state;
                 let changes = self.changes(patch);
                 if !changes.is_empty() {
                     sink.write(AssetEvent::AssetUpdated { changes }, self).await;
                 }
+                self.change_lifecycle(lifecycle, sink).await;
                 Ok(())
             }
             AssetCommand::ChangeLifecycle { to } => {
                 self.require_live()?;
-                if let Some(from) = self.lifecycle_state.filter(|&from| from != to) {
-                    sink.write(AssetEvent::AssetLifecycleChanged { from, to }, self)
-                        .await;
-                }
+                self.change_lifecycle(Some(to), sink).await;
                 Ok(())
             }
             AssetCommand::Delete => {
@@ -331,6 +379,8 @@ impl Aggregate for Asset {
         self.version += 1;
         match event {
             AssetEvent::AssetRegistered {
+                short_code,
+                asset_type,
                 name,
                 lifecycle_state,
                 environment,
@@ -342,6 +392,8 @@ impl Aggregate for Asset {
                 ..
             } => {
                 self.registered = true;
+                self.short_code = short_code;
+                self.asset_type = Some(asset_type);
                 self.lifecycle_state = Some(lifecycle_state);
                 self.fields = AssetFields {
                     name,

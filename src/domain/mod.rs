@@ -67,32 +67,17 @@ impl Commands {
     }
 
     /// Records a fact about a user that no concurrent change can make
-    /// wrong (a login succeeded or failed): on a concurrency conflict the
-    /// command is re-run against the newer state. Two logins of one account
-    /// at once must both be recorded, not answered 409. Each conflict means
-    /// another writer won, so contenders drain one per round; a random
-    /// back-off that widens with every attempt spreads them out so a burst
-    /// of N logins needs about N rounds, not N squared collisions.
+    /// wrong (a login succeeded or failed), re-run on a concurrency
+    /// conflict (see [`Commands::execute_retrying`]): two logins of one
+    /// account at once must both be recorded, not answered 409.
     pub async fn record_for_user(
         &self,
         user_id: uuid::Uuid,
         command: impl Fn() -> user::UserCommand,
         metadata: EventMetadata,
     ) -> CommandResult<user::UserError> {
-        const ATTEMPTS: u32 = 64;
-        const MAX_BACKOFF_MS: u32 = 32;
-        let mut attempt = 1;
-        loop {
-            match self.user(user_id, command(), metadata.clone()).await {
-                Err(cqrs_es::AggregateError::AggregateConflict) if attempt < ATTEMPTS => {
-                    let window = (1u32 << attempt.min(5)).min(MAX_BACKOFF_MS) + 1;
-                    let jitter_ms = getrandom::u32().unwrap_or(attempt) % window;
-                    tokio::time::sleep(std::time::Duration::from_millis(jitter_ms.into())).await;
-                    attempt += 1;
-                }
-                outcome => return outcome,
-            }
-        }
+        self.execute_retrying(&self.users, &user_id.to_string(), command, metadata)
+            .await
     }
 
     /// Runs `command` against the session `session_id`.
@@ -106,15 +91,24 @@ impl Commands {
             .await
     }
 
-    /// Runs `command` against the asset `asset_id`.
+    /// Runs `command` against the asset `asset_id`. Like every CMDB door it
+    /// re-runs on a concurrency conflict: each command decides against the
+    /// state it loads, so a re-run answers what the newer state says (the
+    /// second of two check-outs gets "already checked out", a stale
+    /// `If-Match` gets a version mismatch) instead of a bare 409.
     pub async fn asset(
         &self,
         asset_id: uuid::Uuid,
         command: asset::AssetCommand,
         metadata: EventMetadata,
     ) -> CommandResult<asset::AssetError> {
-        self.execute(&self.assets, &asset_id.to_string(), command, metadata)
-            .await
+        self.execute_retrying(
+            &self.assets,
+            &asset_id.to_string(),
+            || command.clone(),
+            metadata,
+        )
+        .await
     }
 
     /// Runs `command` against the tag `tag_id`.
@@ -124,8 +118,13 @@ impl Commands {
         command: tag::TagCommand,
         metadata: EventMetadata,
     ) -> CommandResult<tag::TagError> {
-        self.execute(&self.tags, &tag_id.to_string(), command, metadata)
-            .await
+        self.execute_retrying(
+            &self.tags,
+            &tag_id.to_string(),
+            || command.clone(),
+            metadata,
+        )
+        .await
     }
 
     /// Runs `command` against the dependency edge `dependency_id`.
@@ -135,13 +134,46 @@ impl Commands {
         command: dependency::DependencyCommand,
         metadata: EventMetadata,
     ) -> CommandResult<dependency::DependencyError> {
-        self.execute(
+        self.execute_retrying(
             &self.dependencies,
             &dependency_id.to_string(),
-            command,
+            || command.clone(),
             metadata,
         )
         .await
+    }
+
+    /// Runs the command `make` builds, again on a concurrency conflict, up
+    /// to 64 times. Each conflict means another writer won, so contenders
+    /// drain one per round; a random back-off that widens with every
+    /// attempt spreads them out so that a burst of N writers needs about N
+    /// rounds, not N squared collisions. Only for commands whose re-run
+    /// against newer state is what the caller meant (not a refresh-token
+    /// rotation, where a lost race must not look like reuse).
+    async fn execute_retrying<A: Aggregate>(
+        &self,
+        handler: &Handler<A>,
+        aggregate_id: &str,
+        make: impl Fn() -> A::Command,
+        metadata: EventMetadata,
+    ) -> CommandResult<A::Error> {
+        const ATTEMPTS: u32 = 64;
+        const MAX_BACKOFF_MS: u32 = 32;
+        let mut attempt = 1;
+        loop {
+            match self
+                .execute(handler, aggregate_id, make(), metadata.clone())
+                .await
+            {
+                Err(AggregateError::AggregateConflict) if attempt < ATTEMPTS => {
+                    let window = (1u32 << attempt.min(5)).min(MAX_BACKOFF_MS) + 1;
+                    let jitter_ms = getrandom::u32().unwrap_or(attempt) % window;
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter_ms.into())).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Executes a command with metadata; `Ok(None)` when it appended nothing.

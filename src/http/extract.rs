@@ -150,3 +150,31 @@ impl FromRequestParts<AppState> for Admin {
         }
     }
 }
+
+/// An authenticated operator or administrator (the `op` floor of API.md):
+/// 401 without valid credentials, 403 for viewers and auditors (an auditor
+/// reads everything and mutates nothing).
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub user_id: uuid::Uuid,
+    pub actor: Actor,
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Authenticated::from_request_parts(parts, state).await?;
+        if matches!(caller.role, Role::Operator | Role::Admin) {
+            Ok(Operator {
+                user_id: caller.user_id,
+                actor: caller.actor,
+            })
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}

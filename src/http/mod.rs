@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cmdb;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use sentryops_projections::{LogPosition, ProjectionRuntime};
 use sqlx::PgPool;
@@ -112,6 +113,8 @@ pub enum Floor {
     Public,
     /// Any authenticated caller: viewer, operator, admin, auditor.
     Any,
+    /// Operators and admins (`op` in API.md).
+    Operator,
     /// Admins only.
     Admin,
 }
@@ -137,6 +140,55 @@ pub const ROUTE_FLOORS: &[(&str, &str, Floor)] = &[
     ("PATCH", "/api/v1/users/{id}/role", Floor::Admin),
     ("POST", "/api/v1/users/{id}/deactivate", Floor::Admin),
     ("GET", "/api/v1/projections", Floor::Admin),
+    ("GET", "/api/v1/assets", Floor::Any),
+    ("POST", "/api/v1/assets", Floor::Operator),
+    ("GET", "/api/v1/assets/export", Floor::Any),
+    ("POST", "/api/v1/assets/import", Floor::Operator),
+    ("GET", "/api/v1/assets/{id}", Floor::Any),
+    ("PATCH", "/api/v1/assets/{id}", Floor::Operator),
+    ("DELETE", "/api/v1/assets/{id}", Floor::Admin),
+    ("POST", "/api/v1/assets/{id}/state", Floor::Operator),
+    ("GET", "/api/v1/assets/{id}/history", Floor::Any),
+    ("GET", "/api/v1/assets/{id}/qr.png", Floor::Any),
+    ("GET", "/api/v1/assets/{id}/qr.svg", Floor::Any),
+    ("GET", "/api/v1/tags", Floor::Any),
+    ("POST", "/api/v1/tags", Floor::Operator),
+    ("DELETE", "/api/v1/tags/{id}", Floor::Operator),
+    (
+        "POST",
+        "/api/v1/tags/{tag_id}/assets/{asset_id}",
+        Floor::Operator,
+    ),
+    (
+        "DELETE",
+        "/api/v1/tags/{tag_id}/assets/{asset_id}",
+        Floor::Operator,
+    ),
+    ("POST", "/api/v1/dependencies", Floor::Operator),
+    ("DELETE", "/api/v1/dependencies/{id}", Floor::Operator),
+    (
+        "GET",
+        "/api/v1/dependencies/upstream/{asset_id}",
+        Floor::Any,
+    ),
+    (
+        "GET",
+        "/api/v1/dependencies/downstream/{asset_id}",
+        Floor::Any,
+    ),
+    ("GET", "/api/v1/dependencies/graph/{asset_id}", Floor::Any),
+    (
+        "POST",
+        "/api/v1/checkouts/{asset_id}/check-out",
+        Floor::Operator,
+    ),
+    (
+        "POST",
+        "/api/v1/checkouts/{asset_id}/check-in",
+        Floor::Operator,
+    ),
+    ("GET", "/api/v1/checkouts/{asset_id}/holder", Floor::Any),
+    ("GET", "/api/v1/checkouts/{asset_id}/history", Floor::Any),
 ];
 
 /// The API routes, without middleware.
@@ -162,6 +214,65 @@ fn routes() -> Router<AppState> {
         .route("/api/v1/auth/sessions", get(auth::sessions))
         .route("/api/v1/auth/sessions/revoke-all", post(auth::revoke_all))
         .route("/api/v1/users/me/password", post(auth::change_password))
+        .merge(cmdb_routes())
+}
+
+/// The CMDB routes (API.md "CMDB").
+fn cmdb_routes() -> Router<AppState> {
+    use cmdb::{assets, checkouts, dependencies, tags, transfer};
+    Router::new()
+        .route("/api/v1/assets", get(assets::list).post(assets::create))
+        .route("/api/v1/assets/export", get(transfer::export))
+        .route(
+            "/api/v1/assets/import",
+            post(transfer::import).layer(DefaultBodyLimit::max(transfer::IMPORT_MAX_BYTES)),
+        )
+        .route(
+            "/api/v1/assets/{id}",
+            get(assets::get)
+                .patch(assets::update)
+                .delete(assets::delete),
+        )
+        .route("/api/v1/assets/{id}/state", post(assets::change_state))
+        .route("/api/v1/assets/{id}/history", get(assets::history))
+        .route("/api/v1/assets/{id}/qr.png", get(transfer::qr_png))
+        .route("/api/v1/assets/{id}/qr.svg", get(transfer::qr_svg))
+        .route("/api/v1/tags", get(tags::list).post(tags::create))
+        .route("/api/v1/tags/{id}", delete(tags::delete))
+        .route(
+            "/api/v1/tags/{tag_id}/assets/{asset_id}",
+            post(tags::attach).delete(tags::detach),
+        )
+        .route("/api/v1/dependencies", post(dependencies::create))
+        .route("/api/v1/dependencies/{id}", delete(dependencies::delete))
+        .route(
+            "/api/v1/dependencies/upstream/{asset_id}",
+            get(dependencies::upstream),
+        )
+        .route(
+            "/api/v1/dependencies/downstream/{asset_id}",
+            get(dependencies::downstream),
+        )
+        .route(
+            "/api/v1/dependencies/graph/{asset_id}",
+            get(dependencies::graph),
+        )
+        .route(
+            "/api/v1/checkouts/{asset_id}/check-out",
+            post(checkouts::check_out),
+        )
+        .route(
+            "/api/v1/checkouts/{asset_id}/check-in",
+            post(checkouts::check_in),
+        )
+        .route(
+            "/api/v1/checkouts/{asset_id}/holder",
+            get(checkouts::holder),
+        )
+        .route(
+            "/api/v1/checkouts/{asset_id}/history",
+            get(checkouts::history),
+        )
 }
 
 /// The full application: routes plus the middleware stack, outermost first:

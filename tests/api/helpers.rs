@@ -31,6 +31,7 @@ pub struct TestResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub text: String,
+    pub bytes: Vec<u8>,
 }
 
 impl TestResponse {
@@ -141,6 +142,7 @@ impl TestApp {
             status,
             headers,
             text: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes: bytes.to_vec(),
         }
     }
 
@@ -220,5 +222,64 @@ impl TestApp {
             .fetch_one(&self.app.state().pool)
             .await
             .expect("count")
+    }
+}
+
+/// A caller of the API: a user of some role with a fresh access token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: String,
+    pub token: String,
+}
+
+impl TestApp {
+    /// Creates a user with `role` (a fresh email each time) and logs in.
+    pub async fn caller(&self, role: &str) -> Caller {
+        let email = format!("{role}-{}@tests.example.com", uuid::Uuid::new_v4().simple());
+        let user_id = self.created_user_id(&email, role).await;
+        let login = self
+            .send(
+                Request::post("/api/v1/auth/login")
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        serde_json::json!({ "email": email, "password": "correct horse battery" })
+                            .to_string(),
+                    ))
+                    .expect("request"),
+            )
+            .await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+        let token = login.json()["data"]["access_token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        Caller { user_id, token }
+    }
+
+    /// `method path` as `caller`, with an optional JSON body and extra
+    /// headers.
+    pub async fn call(
+        &self,
+        caller: &Caller,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", caller.token));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = match body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                Body::from(body.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(request.body(body).expect("request")).await
     }
 }

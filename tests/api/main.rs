@@ -1,11 +1,14 @@
 //! API integration tests: one binary, a fresh database per test.
 
+mod assets;
 mod audit;
 mod auth;
 mod cmdb;
 mod event_store;
 mod helpers;
+mod links;
 mod platform;
 mod ratelimit;
 mod rbac;
+mod transfer;
 mod users;

@@ -34,6 +34,7 @@ async fn fresh_token(app: &TestApp, role: &str) -> String {
 fn allowed(floor: Floor, role: &str) -> bool {
     match floor {
         Floor::Public | Floor::Any => true,
+        Floor::Operator => role == "operator" || role == "admin",
         Floor::Admin => role == "admin",
     }
 }
@@ -52,7 +53,9 @@ async fn every_route_enforces_its_floor_for_every_role() {
         let path = template
             .replace("{id}", &some_id)
             .replace("{entity_type}", "user")
-            .replace("{entity_id}", &some_id);
+            .replace("{entity_id}", &some_id)
+            .replace("{tag_id}", &some_id)
+            .replace("{asset_id}", &some_id);
         let request = |token: Option<&str>| {
             let mut builder = Request::builder()
                 .method(*method)

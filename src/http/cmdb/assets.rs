@@ -1,0 +1,791 @@
+//! `/api/v1/assets`: list, register, read (now or `as_of` a past time),
+//! partial update with `If-Match`, lifecycle, delete, history.
+//!
+//! Current reads come from the `assets` projection in one statement (tags
+//! included). Time travel and history read the asset's own stream, which
+//! deletion does not touch.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use cqrs_es::{Aggregate, AggregateError};
+use sentryops_events::cmdb::{AssetEvent, AssetType, Environment, LifecycleState, ASSET, TAG};
+use sentryops_events::{describe, EventMetadata};
+use sentryops_projections::LogPosition;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    clearable, deleted, user_exists, Problems, MAX_DESCRIPTION_CHARS, MAX_LOCATION_CHARS,
+    MAX_NAME_CHARS,
+};
+use crate::domain::asset::{
+    asset_id_for, draw_short_code, Asset, AssetCommand, AssetError, AssetFields, AssetPatch,
+};
+use crate::http::audit::page_bounds;
+use crate::http::error::ApiError;
+use crate::http::extract::{
+    Admin, ApiJson, ApiPath, ApiQuery, Authenticated, Operator, RequestContext,
+};
+use crate::http::response::{Answer, Page};
+use crate::http::AppState;
+
+/// A tag as an asset shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+pub struct TagRef {
+    pub id: Uuid,
+    pub name: String,
+    pub color: String,
+}
+
+/// An asset as the API shows it (API.md "CMDB").
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct AssetView {
+    pub id: Uuid,
+    pub short_code: String,
+    pub name: String,
+    pub asset_type: String,
+    pub lifecycle_state: String,
+    pub environment: String,
+    pub location: Option<String>,
+    pub description: Option<String>,
+    pub owner_id: Option<Uuid>,
+    pub attributes: Value,
+    pub custom_fields: Value,
+    pub tags: Json<Vec<TagRef>>,
+    pub version: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl AssetView {
+    /// `ETag: "<version>"`.
+    fn etag(&self) -> HeaderValue {
+        HeaderValue::try_from(format!("\"{}\"", self.version))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+    }
+
+    /// The answer with its `ETag`.
+    fn answer(self, answer: impl FnOnce(Self) -> Answer<Self>) -> Response {
+        let etag = self.etag();
+        ([(header::ETAG, etag)], answer(self)).into_response()
+    }
+}
+
+/// The asset `id` from the read model, with its tags; `None` when there
+/// is none (never registered, or deleted).
+pub async fn find(state: &AppState, id: Uuid) -> Result<Option<AssetView>, ApiError> {
+    Ok(sqlx::query_as(
+        "select a.id, a.short_code, a.name, a.asset_type, a.lifecycle_state, a.environment, \
+             a.location, a.description, a.owner_id, a.attributes, a.custom_fields, a.version, \
+             a.created_at, a.updated_at, \
+             coalesce((select jsonb_agg(jsonb_build_object('id', t.id, 'name', t.name, \
+                          'color', t.color) order by lower(t.name), t.id) \
+                       from asset_tags at join tags t on t.id = at.tag_id \
+                       where at.asset_id = a.id), '[]'::jsonb) as tags \
+         from assets a where a.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?)
+}
+
+/// The asset `id` folded from its own events recorded up to `as_of` (all of
+/// them without): what it was then, also after a later deletion. `None`
+/// when it was not registered yet.
+pub async fn fold_from_log(
+    state: &AppState,
+    id: Uuid,
+    as_of: Option<OffsetDateTime>,
+) -> Result<Option<AssetView>, ApiError> {
+    let rows: Vec<(Json<AssetEvent>, OffsetDateTime)> = sqlx::query_as(
+        "select payload, recorded_at from events \
+         where aggregate_type = $1 and aggregate_id = $2 \
+           and ($3::timestamptz is null or recorded_at <= $3) \
+         order by sequence",
+    )
+    .bind(ASSET)
+    .bind(id.to_string())
+    .bind(as_of)
+    .fetch_all(&state.pool)
+    .await?;
+    let (Some((_, created_at)), Some((_, updated_at))) = (rows.first(), rows.last()) else {
+        return Ok(None);
+    };
+    let (created_at, updated_at) = (*created_at, *updated_at);
+    // The aggregate's own fold: the view is exactly the state its
+    // decisions saw.
+    let mut asset = Asset::default();
+    for (Json(event), _) in rows {
+        asset.apply(event);
+    }
+    if !asset.is_registered() {
+        return Ok(None);
+    }
+    let tag_ids: Vec<String> = asset.tags().iter().map(Uuid::to_string).collect();
+    // Names from the tags' own creation events: a tag deleted since then
+    // still has the name it had.
+    let tags: Vec<(String, Json<Value>)> = sqlx::query_as(
+        "select distinct on (aggregate_id) aggregate_id, payload from events \
+         where aggregate_type = $1 and aggregate_id = any($2) and event_type = 'TagCreated' \
+         order by aggregate_id, sequence desc",
+    )
+    .bind(TAG)
+    .bind(&tag_ids)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut tags: Vec<TagRef> = tags
+        .into_iter()
+        .filter_map(|(id, Json(payload))| {
+            let created = payload.get("TagCreated")?;
+            Some(TagRef {
+                id: Uuid::parse_str(&id).ok()?,
+                name: created.get("name")?.as_str()?.to_string(),
+                color: created.get("color")?.as_str()?.to_string(),
+            })
+        })
+        .collect();
+    tags.sort_by_key(|tag| (tag.name.to_lowercase(), tag.id));
+    let fields = asset.fields();
+    Ok(Some(AssetView {
+        id,
+        short_code: asset.short_code().to_string(),
+        name: fields.name.clone(),
+        asset_type: asset.asset_type().map_or("", AssetType::as_str).to_string(),
+        lifecycle_state: asset
+            .lifecycle_state()
+            .map_or("", LifecycleState::as_str)
+            .to_string(),
+        environment: fields
+            .environment
+            .map_or("", Environment::as_str)
+            .to_string(),
+        location: fields.location.clone(),
+        description: fields.description.clone(),
+        owner_id: fields.owner_id,
+        attributes: Value::Object(fields.attributes.clone()),
+        custom_fields: Value::Object(fields.custom_fields.clone()),
+        tags: Json(tags),
+        version: i64::try_from(asset.version()).unwrap_or(i64::MAX),
+        created_at,
+        updated_at,
+    }))
+}
+
+/// The asset after a command: read-your-writes on the read model, or, if
+/// it lags past the bounded wait, folded from the log.
+async fn after_command(
+    state: &AppState,
+    id: Uuid,
+    position: Option<LogPosition>,
+) -> Result<AssetView, ApiError> {
+    if let Some(position) = position {
+        state.await_read_models(position).await;
+    }
+    match find(state, id).await? {
+        Some(view) => Ok(view),
+        None => fold_from_log(state, id, None)
+            .await?
+            .ok_or(ApiError::NotFound("asset")),
+    }
+}
+
+/// Body of `POST /api/v1/assets` (also one row of an import).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAsset {
+    pub name: String,
+    pub asset_type: String,
+    pub environment: Option<String>,
+    pub lifecycle_state: Option<String>,
+    pub location: Option<String>,
+    pub description: Option<String>,
+    pub owner_id: Option<Uuid>,
+    pub attributes: Option<Map<String, Value>>,
+    pub custom_fields: Option<Map<String, Value>>,
+    pub tag_ids: Option<Vec<Uuid>>,
+}
+
+/// A validated registration.
+#[derive(Debug, Clone)]
+pub struct NewAsset {
+    asset_type: AssetType,
+    environment: Environment,
+    lifecycle_state: LifecycleState,
+    fields: AssetFields,
+    tag_ids: Vec<Uuid>,
+}
+
+impl CreateAsset {
+    /// Checks every field and reports all problems in one 422; owner and
+    /// tags are checked against the read models.
+    pub async fn validate(self, state: &AppState) -> Result<NewAsset, ApiError> {
+        let mut problems = Problems::default();
+        let name = problems.text("name", &self.name, MAX_NAME_CHARS);
+        let asset_type = problems.choice(
+            "asset_type",
+            &self.asset_type,
+            AssetType::parse,
+            AssetType::expected,
+        );
+        let environment = match self.environment.as_deref() {
+            None => Some(Environment::Prod),
+            Some(raw) => problems.choice(
+                "environment",
+                raw,
+                Environment::parse,
+                Environment::expected,
+            ),
+        };
+        let lifecycle_state = match self.lifecycle_state.as_deref() {
+            None => Some(LifecycleState::Active),
+            Some(raw) => problems.choice(
+                "lifecycle_state",
+                raw,
+                LifecycleState::parse,
+                LifecycleState::expected,
+            ),
+        };
+        let location =
+            problems.optional_text("location", self.location.as_deref(), MAX_LOCATION_CHARS);
+        let description = problems.optional_text(
+            "description",
+            self.description.as_deref(),
+            MAX_DESCRIPTION_CHARS,
+        );
+        let attributes = self.attributes.unwrap_or_default();
+        problems.map("attributes", &attributes);
+        let custom_fields = self.custom_fields.unwrap_or_default();
+        problems.map("custom_fields", &custom_fields);
+        if let Some(owner_id) = self.owner_id {
+            if !user_exists(state, owner_id).await? {
+                problems.add("owner_id", "no such user");
+            }
+        }
+        let tag_ids = self.tag_ids.unwrap_or_default();
+        if let Some(unknown) = unknown_tags(state, &tag_ids).await? {
+            problems.add("tag_ids", format!("no such tag: {unknown}"));
+        }
+        let (Some(asset_type), Some(environment), Some(lifecycle_state)) =
+            (asset_type, environment, lifecycle_state)
+        else {
+            // Each missing value was noted as a problem.
+            return Err(problems.into_error());
+        };
+        problems.into_result(|| NewAsset {
+            asset_type,
+            environment,
+            lifecycle_state,
+            fields: AssetFields {
+                name,
+                environment: Some(environment),
+                location,
+                description,
+                owner_id: self.owner_id,
+                attributes,
+                custom_fields,
+            },
+            tag_ids,
+        })
+    }
+}
+
+/// The first of `tag_ids` that names no tag, if any.
+async fn unknown_tags(state: &AppState, tag_ids: &[Uuid]) -> Result<Option<Uuid>, ApiError> {
+    if tag_ids.is_empty() {
+        return Ok(None);
+    }
+    let known: Vec<Uuid> = sqlx::query_scalar("select id from tags where id = any($1)")
+        .bind(tag_ids)
+        .fetch_all(&state.pool)
+        .await?;
+    Ok(tag_ids.iter().find(|id| !known.contains(id)).copied())
+}
+
+/// How many short codes a registration draws before giving up: 32^5 codes
+/// per type make a second collision in a row all but impossible.
+const SHORT_CODE_DRAWS: usize = 8;
+
+/// Registers a validated asset under a freshly drawn short code, drawing
+/// again when the code is taken (two registrations that drew one code meet
+/// on one stream; the loser draws anew). Returns the id and the position.
+pub async fn register(
+    state: &AppState,
+    asset: NewAsset,
+    metadata: &EventMetadata,
+) -> Result<(Uuid, Option<LogPosition>), ApiError> {
+    for _ in 0..SHORT_CODE_DRAWS {
+        let short_code = draw_short_code(asset.asset_type);
+        let id = asset_id_for(&short_code);
+        let command = AssetCommand::Register {
+            short_code,
+            asset_type: asset.asset_type,
+            lifecycle_state: asset.lifecycle_state,
+            environment: asset.environment,
+            fields: asset.fields.clone(),
+            tag_ids: asset.tag_ids.clone(),
+        };
+        match state.commands.asset(id, command, metadata.clone()).await {
+            Ok(position) => return Ok((id, position)),
+            Err(AggregateError::UserError(AssetError::ShortCodeTaken)) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ApiError::Conflict(
+        "no free short code was found; try again".into(),
+    ))
+}
+
+/// `POST /api/v1/assets` → 201 with the asset and its `ETag`.
+pub async fn create(
+    State(state): State<AppState>,
+    operator: Operator,
+    context: RequestContext,
+    ApiJson(body): ApiJson<CreateAsset>,
+) -> Result<Response, ApiError> {
+    let asset = body.validate(&state).await?;
+    let (id, position) = register(&state, asset, &context.metadata(operator.actor)).await?;
+    let view = after_command(&state, id, position).await?;
+    Ok(view.answer(|view| Answer::created(view, position)))
+}
+
+/// Query of `GET /api/v1/assets/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetQuery {
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    as_of: Option<OffsetDateTime>,
+}
+
+/// `GET /api/v1/assets/{id}`: the asset with `ETag`; with `as_of`, as it
+/// was then (404 before its registration).
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<AssetQuery>,
+) -> Result<Response, ApiError> {
+    let view = match query.as_of {
+        Some(as_of) => fold_from_log(&state, id, Some(as_of)).await?,
+        None => find(&state, id).await?,
+    };
+    let view = view.ok_or(ApiError::NotFound("asset"))?;
+    Ok(view.answer(Answer::ok))
+}
+
+/// Body of `PATCH /api/v1/assets/{id}`: every field optional; `null`
+/// clears `location`, `description` and `owner_id`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAsset {
+    name: Option<String>,
+    /// Present only to refuse it with a clear message: the short code
+    /// carries the type.
+    asset_type: Option<Value>,
+    environment: Option<String>,
+    lifecycle_state: Option<String>,
+    #[serde(default, deserialize_with = "clearable")]
+    location: Option<Option<String>>,
+    #[serde(default, deserialize_with = "clearable")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "clearable")]
+    owner_id: Option<Option<Uuid>>,
+    attributes: Option<Map<String, Value>>,
+    custom_fields: Option<Map<String, Value>>,
+}
+
+impl UpdateAsset {
+    async fn validate(self, state: &AppState) -> Result<AssetPatch, ApiError> {
+        let mut problems = Problems::default();
+        if self.asset_type.is_some() {
+            problems.add(
+                "asset_type",
+                "cannot be changed; register a new asset instead",
+            );
+        }
+        let name = self
+            .name
+            .as_deref()
+            .map(|raw| problems.text("name", raw, MAX_NAME_CHARS));
+        let environment = self.environment.as_deref().and_then(|raw| {
+            problems.choice(
+                "environment",
+                raw,
+                Environment::parse,
+                Environment::expected,
+            )
+        });
+        let lifecycle_state = self.lifecycle_state.as_deref().and_then(|raw| {
+            problems.choice(
+                "lifecycle_state",
+                raw,
+                LifecycleState::parse,
+                LifecycleState::expected,
+            )
+        });
+        let location = self
+            .location
+            .map(|value| problems.optional_text("location", value.as_deref(), MAX_LOCATION_CHARS));
+        let description = self.description.map(|value| {
+            problems.optional_text("description", value.as_deref(), MAX_DESCRIPTION_CHARS)
+        });
+        if let Some(attributes) = &self.attributes {
+            problems.map("attributes", attributes);
+        }
+        if let Some(custom_fields) = &self.custom_fields {
+            problems.map("custom_fields", custom_fields);
+        }
+        if let Some(Some(owner_id)) = self.owner_id {
+            if !user_exists(state, owner_id).await? {
+                problems.add("owner_id", "no such user");
+            }
+        }
+        problems.into_result(|| AssetPatch {
+            name,
+            lifecycle_state,
+            environment,
+            location,
+            description,
+            owner_id: self.owner_id,
+            attributes: self.attributes,
+            custom_fields: self.custom_fields,
+        })
+    }
+}
+
+/// The version an `If-Match` header names: `None` without the header or
+/// with `*` (any current version). A list, a weak tag or anything else
+/// this API never issued cannot match: 412.
+fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| ApiError::PreconditionFailed)?
+        .trim();
+    if raw == "*" {
+        return Ok(None);
+    }
+    raw.strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .and_then(|version| version.parse::<u64>().ok())
+        .map(Some)
+        .ok_or(ApiError::PreconditionFailed)
+}
+
+/// `PATCH /api/v1/assets/{id}`: partial update; with `If-Match`, only if
+/// the asset is still at that version (412 otherwise).
+pub async fn update(
+    State(state): State<AppState>,
+    operator: Operator,
+    context: RequestContext,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateAsset>,
+) -> Result<Response, ApiError> {
+    let expected_version = expected_version(&headers)?;
+    let patch = body.validate(&state).await?;
+    let command = AssetCommand::Update {
+        patch,
+        expected_version,
+    };
+    let position = state
+        .commands
+        .asset(id, command, context.metadata(operator.actor))
+        .await?;
+    let view = after_command(&state, id, position).await?;
+    Ok(view.answer(|view| Answer::ok(view).with_position(position)))
+}
+
+/// Body of `POST /api/v1/assets/{id}/state`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeState {
+    lifecycle_state: String,
+}
+
+/// `POST /api/v1/assets/{id}/state`: `{lifecycle_state}`.
+pub async fn change_state(
+    State(state): State<AppState>,
+    operator: Operator,
+    context: RequestContext,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<ChangeState>,
+) -> Result<Response, ApiError> {
+    let to = LifecycleState::parse(&body.lifecycle_state).ok_or_else(|| {
+        ApiError::invalid_field(
+            "lifecycle_state",
+            format!("must be one of {}", LifecycleState::expected()),
+        )
+    })?;
+    let position = state
+        .commands
+        .asset(
+            id,
+            AssetCommand::ChangeLifecycle { to },
+            context.metadata(operator.actor),
+        )
+        .await?;
+    let view = after_command(&state, id, position).await?;
+    Ok(view.answer(|view| Answer::ok(view).with_position(position)))
+}
+
+/// `DELETE /api/v1/assets/{id}` (admin): an event, so history and `as_of`
+/// keep the asset; it leaves lists, graphs and check-outs.
+pub async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    context: RequestContext,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Answer<Value>, ApiError> {
+    let position = state
+        .commands
+        .asset(id, AssetCommand::Delete, context.metadata(admin.actor))
+        .await?;
+    if let Some(position) = position {
+        state.await_read_models(position).await;
+    }
+    Ok(Answer::ok(deleted("asset", id)).with_position(position))
+}
+
+/// Query of `GET /api/v1/assets`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetListQuery {
+    asset_type: Option<String>,
+    environment: Option<String>,
+    lifecycle_state: Option<String>,
+    owner_id: Option<Uuid>,
+    tag_id: Option<Uuid>,
+    q: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// One asset in a list.
+#[derive(Debug, Serialize, FromRow)]
+pub struct AssetListItem {
+    pub id: Uuid,
+    pub short_code: String,
+    pub name: String,
+    pub asset_type: String,
+    pub lifecycle_state: String,
+    pub environment: String,
+    pub owner_id: Option<Uuid>,
+}
+
+/// Longest `q`, in characters.
+const MAX_QUERY_CHARS: usize = 200;
+
+/// `q` as a `LIKE` pattern matching it anywhere, its wildcards escaped.
+fn contains_pattern(q: &str) -> String {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// Appends the list filters: only those given, so each query gets a plan
+/// for its own shape (the trigram index for `q`, the kind index for enums).
+fn push_filters<'a>(sql: &mut QueryBuilder<'a, Postgres>, filters: &'a ListFilters) {
+    sql.push(" where true");
+    if let Some(asset_type) = filters.asset_type {
+        sql.push(" and a.asset_type = ")
+            .push_bind(asset_type.as_str());
+    }
+    if let Some(environment) = filters.environment {
+        sql.push(" and a.environment = ")
+            .push_bind(environment.as_str());
+    }
+    if let Some(lifecycle_state) = filters.lifecycle_state {
+        sql.push(" and a.lifecycle_state = ")
+            .push_bind(lifecycle_state.as_str());
+    }
+    if let Some(owner_id) = filters.owner_id {
+        sql.push(" and a.owner_id = ").push_bind(owner_id);
+    }
+    if let Some(tag_id) = filters.tag_id {
+        sql.push(" and exists (select 1 from asset_tags t where t.asset_id = a.id and t.tag_id = ")
+            .push_bind(tag_id)
+            .push(")");
+    }
+    if let Some(pattern) = &filters.pattern {
+        sql.push(" and (lower(a.name) like ")
+            .push_bind(pattern.as_str())
+            .push(" or lower(a.short_code) like ")
+            .push_bind(pattern.as_str())
+            .push(")");
+    }
+}
+
+/// The validated filters of a list.
+struct ListFilters {
+    asset_type: Option<AssetType>,
+    environment: Option<Environment>,
+    lifecycle_state: Option<LifecycleState>,
+    owner_id: Option<Uuid>,
+    tag_id: Option<Uuid>,
+    pattern: Option<String>,
+}
+
+/// `GET /api/v1/assets`: filtered, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    ApiQuery(query): ApiQuery<AssetListQuery>,
+) -> Result<Answer<Page<AssetListItem>>, ApiError> {
+    let (limit, offset) = page_bounds(query.limit, query.offset)?;
+    let mut problems = Problems::default();
+    let asset_type = query
+        .asset_type
+        .as_deref()
+        .and_then(|raw| problems.choice("asset_type", raw, AssetType::parse, AssetType::expected));
+    let environment = query.environment.as_deref().and_then(|raw| {
+        problems.choice(
+            "environment",
+            raw,
+            Environment::parse,
+            Environment::expected,
+        )
+    });
+    let lifecycle_state = query.lifecycle_state.as_deref().and_then(|raw| {
+        problems.choice(
+            "lifecycle_state",
+            raw,
+            LifecycleState::parse,
+            LifecycleState::expected,
+        )
+    });
+    let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    if q.is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS) {
+        problems.add("q", format!("must be at most {MAX_QUERY_CHARS} characters"));
+    }
+    let filters = problems.into_result(|| ListFilters {
+        asset_type,
+        environment,
+        lifecycle_state,
+        owner_id: query.owner_id,
+        tag_id: query.tag_id,
+        pattern: q.map(contains_pattern),
+    })?;
+
+    let mut page = QueryBuilder::new(
+        "select a.id, a.short_code, a.name, a.asset_type, a.lifecycle_state, a.environment, \
+         a.owner_id from assets a",
+    );
+    push_filters(&mut page, &filters);
+    page.push(" order by a.created_at desc, a.id desc limit ")
+        .push_bind(limit)
+        .push(" offset ")
+        .push_bind(offset);
+    let items = page
+        .build_query_as::<AssetListItem>()
+        .fetch_all(&state.pool)
+        .await?;
+
+    let mut count = QueryBuilder::new("select count(*) from assets a");
+    push_filters(&mut count, &filters);
+    let total: i64 = count.build_query_scalar().fetch_one(&state.pool).await?;
+    Ok(Answer::ok(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// Query of `GET /api/v1/assets/{id}/history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// One change in an asset's history.
+#[derive(Debug, Serialize)]
+pub struct HistoryEntry {
+    /// The asset's version after this change.
+    version: i64,
+    event_type: String,
+    /// The audit action (`asset.updated`, …).
+    action: String,
+    actor_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    recorded_at: OffsetDateTime,
+    /// Changed fields (or the whole new state) before and after.
+    before: Option<Value>,
+    after: Option<Value>,
+    request_id: Option<String>,
+    event_position: i64,
+}
+
+/// `GET /api/v1/assets/{id}/history`: the asset's events, newest first,
+/// readable after deletion; 404 for an id that never was an asset.
+pub async fn history(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> Result<Answer<Page<HistoryEntry>>, ApiError> {
+    let (limit, offset) = page_bounds(query.limit, query.offset)?;
+    let aggregate_id = id.to_string();
+    let total: i64 = sqlx::query_scalar(
+        "select count(*) from events where aggregate_type = $1 and aggregate_id = $2",
+    )
+    .bind(ASSET)
+    .bind(&aggregate_id)
+    .fetch_one(&state.pool)
+    .await?;
+    if total == 0 {
+        return Err(ApiError::NotFound("asset"));
+    }
+    let rows: Vec<(i64, String, Value, Value, OffsetDateTime, i64)> = sqlx::query_as(
+        "select sequence, event_type, payload, metadata, recorded_at, global_position \
+         from events where aggregate_type = $1 and aggregate_id = $2 \
+         order by sequence desc limit $3 offset $4",
+    )
+    .bind(ASSET)
+    .bind(&aggregate_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.pool)
+    .await?;
+    let items = rows
+        .into_iter()
+        .map(
+            |(sequence, event_type, payload, metadata, recorded_at, position)| {
+                let facts = describe(ASSET, &event_type, &payload);
+                let metadata = EventMetadata::from_json(&metadata).ok();
+                HistoryEntry {
+                    version: sequence,
+                    action: facts.action,
+                    event_type,
+                    actor_id: metadata
+                        .as_ref()
+                        .map_or_else(|| "unknown".to_string(), |m| m.actor.to_string()),
+                    recorded_at,
+                    before: facts.before,
+                    after: facts.after,
+                    request_id: metadata.and_then(|m| m.request_id),
+                    event_position: position,
+                }
+            },
+        )
+        .collect();
+    Ok(Answer::ok(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
