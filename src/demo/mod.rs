@@ -1,6 +1,8 @@
 //! Bootstrap admin and demo data, both created through commands so they are
 //! events like everything else.
 
+pub mod cmdb;
+
 use sentryops_events::{EventMetadata, Role};
 
 use crate::config::Secret;
@@ -29,6 +31,7 @@ async fn register_once(
     full_name: &str,
     role: Role,
     password: Secret,
+    mfa_enabled: bool,
 ) -> anyhow::Result<bool> {
     let new_user = NewUser {
         email: Email::parse(email).map_err(|reason| anyhow::anyhow!("{email}: {reason}"))?,
@@ -36,7 +39,7 @@ async fn register_once(
             .map_err(|reason| anyhow::anyhow!("{full_name}: {reason}"))?,
         password,
         role,
-        mfa_enabled: false,
+        mfa_enabled,
     };
     match register(state, new_user, EventMetadata::system()).await {
         Ok((_, position)) => {
@@ -60,6 +63,7 @@ pub async fn ensure_bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
             "Bootstrap Admin",
             Role::Admin,
             admin.password.clone(),
+            false,
         )
         .await?
         {
@@ -69,14 +73,36 @@ pub async fn ensure_bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the demo data (idempotent).
+/// Loads the demo data (idempotent): one account per role, the asset
+/// owners (some with MFA, some without) and the demo CMDB.
 pub async fn load(state: &AppState) -> anyhow::Result<()> {
-    let mut created = 0;
+    let mut users = 0;
     for (email, name, role) in DEMO_USERS {
-        if register_once(state, email, name, role, Secret::new(DEMO_PASSWORD)).await? {
-            created += 1;
+        if register_once(state, email, name, role, Secret::new(DEMO_PASSWORD), false).await? {
+            users += 1;
         }
     }
-    tracing::info!(created, "demo data loaded");
+    let mut owners = Vec::new();
+    for (email, name, role, mfa_enabled) in cmdb::OWNERS {
+        if register_once(
+            state,
+            email,
+            name,
+            role,
+            Secret::new(DEMO_PASSWORD),
+            mfa_enabled,
+        )
+        .await?
+        {
+            users += 1;
+        }
+        owners.push(
+            Email::parse(email)
+                .map_err(|reason| anyhow::anyhow!("{email}: {reason}"))?
+                .user_id(),
+        );
+    }
+    let assets = cmdb::load(state, &owners).await?;
+    tracing::info!(users, assets, "demo data loaded");
     Ok(())
 }
