@@ -93,6 +93,9 @@ pub struct Config {
     /// milliseconds (projector, Redis pub/sub); this bounds staleness when
     /// they cannot (Redis down).
     pub auth_cache_ttl: Duration,
+    /// How long an asset's current view may be served from the cache
+    /// without an invalidation (the staleness bound while Redis is down).
+    pub asset_cache_ttl: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -170,6 +173,7 @@ impl Config {
             redis_key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "sentryops".into()),
             auth_rate_limit_per_minute: parsed("AUTH_RATE_LIMIT_PER_MINUTE", 10)?,
             auth_cache_ttl: Duration::from_millis(parsed("AUTH_CACHE_TTL_MS", 2000)?),
+            asset_cache_ttl: Duration::from_millis(parsed("ASSET_CACHE_TTL_MS", 2000)?),
         })
     }
 
@@ -208,6 +212,7 @@ impl Config {
             // limit tests lower it.
             auth_rate_limit_per_minute: 1000,
             auth_cache_ttl: Duration::from_secs(2),
+            asset_cache_ttl: Duration::from_secs(2),
         }
     }
 }

@@ -41,3 +41,90 @@ impl Outage {
         self.failing.swap(false, Ordering::Relaxed)
     }
 }
+
+/// Publishes `messages` on `channel` in one round trip, within
+/// [`CALL_TIMEOUT`]; the error says why it failed.
+pub async fn publish(
+    redis: &ConnectionManager,
+    channel: &str,
+    messages: &[String],
+) -> Result<(), String> {
+    let mut connection = redis.clone();
+    let mut pipeline = redis::pipe();
+    for message in messages {
+        pipeline.cmd("PUBLISH").arg(channel).arg(message).ignore();
+    }
+    let call = pipeline.query_async::<()>(&mut connection);
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("timed out".to_string()),
+    }
+}
+
+/// What a follower of a channel receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The subscription was (re)established: messages sent while nobody
+    /// listened are lost, so whatever they would have dropped must go.
+    Subscribed,
+    /// One message.
+    Message(String),
+}
+
+/// Follows `channel` on `redis_url` for as long as the task runs,
+/// resubscribing after a failure; `what` names the follower in the logs.
+pub fn follow<H, F>(
+    redis_url: &str,
+    channel: String,
+    what: &'static str,
+    handle: H,
+) -> anyhow::Result<tokio::task::JoinHandle<()>>
+where
+    H: Fn(Delivery) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
+    use futures_util::StreamExt;
+    let client = redis::Client::open(redis_url)?;
+    Ok(tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            let subscribe = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            match tokio::time::timeout(Duration::from_secs(2), subscribe).await {
+                Ok(Ok(pubsub)) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!(
+                            follower = what,
+                            "invalidations from other replicas resumed"
+                        );
+                    }
+                    handle(Delivery::Subscribed).await;
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(message) = messages.next().await {
+                        if let Ok(payload) = message.get_payload::<String>() {
+                            handle(Delivery::Message(payload)).await;
+                        }
+                    }
+                }
+                failed => {
+                    if !std::mem::replace(&mut failing, true) {
+                        let error = match failed {
+                            Ok(Err(error)) => error.to_string(),
+                            _ => "timed out".to_string(),
+                        };
+                        tracing::warn!(
+                            follower = what,
+                            %error,
+                            "cannot follow invalidations from other replicas; cache entries expire after their TTL"
+                        );
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }))
+}

@@ -34,8 +34,8 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    /// The follower of other replicas' access-cache invalidations.
-    invalidations: Option<tokio::task::JoinHandle<()>>,
+    /// The followers of other replicas' cache invalidations.
+    invalidations: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -66,7 +66,19 @@ impl Application {
         runtime.observe(std::sync::Arc::new(
             crate::auth::access::AccessInvalidator::new(access.clone()),
         ));
-        let invalidations = redis_url.map(|url| access.follow(url)).transpose()?;
+        let asset_views = crate::http::cmdb::cache::AssetViewCache::new(
+            config.asset_cache_ttl,
+            redis.clone(),
+            &config.redis_key_prefix,
+        );
+        runtime.observe(std::sync::Arc::new(
+            crate::http::cmdb::cache::AssetViewInvalidator::new(asset_views.clone()),
+        ));
+        let mut invalidations = Vec::new();
+        if let Some(url) = redis_url {
+            invalidations.push(access.follow(url)?);
+            invalidations.push(asset_views.follow(url)?);
+        }
         runtime.start().await;
         let passwords = Passwords::new(config.password_hashing)?;
         let keyring = crate::auth::SharedKeyring::open(
@@ -102,6 +114,7 @@ impl Application {
             dummy_hash,
             limiter,
             access,
+            asset_views,
         });
         crate::demo::ensure_bootstrap_admin(&state).await?;
         Ok(Self {
@@ -142,7 +155,7 @@ impl Application {
         .await
         .context("server failed")?;
         self.state.runtime.stop().await;
-        if let Some(follower) = self.invalidations {
+        for follower in self.invalidations {
             follower.abort();
         }
         Ok(())

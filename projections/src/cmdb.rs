@@ -15,13 +15,18 @@ use uuid::Uuid;
 use crate::projection::Projection;
 use crate::store::StoredEvent;
 
+/// The name of [`AssetsProjection`].
+pub const ASSETS: &str = "assets";
+/// The name of [`TagsProjection`].
+pub const TAGS: &str = "tags";
+
 /// `assets` and `asset_tags`.
 pub struct AssetsProjection;
 
 #[async_trait]
 impl Projection for AssetsProjection {
     fn name(&self) -> &'static str {
-        "assets"
+        ASSETS
     }
 
     fn version(&self) -> i32 {
@@ -169,7 +174,7 @@ pub struct TagsProjection;
 #[async_trait]
 impl Projection for TagsProjection {
     fn name(&self) -> &'static str {
-        "tags"
+        TAGS
     }
 
     fn version(&self) -> i32 {

@@ -79,7 +79,17 @@ struct Inner {
     progress: HashMap<&'static str, watch::Sender<LogPosition>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    observer: std::sync::OnceLock<Arc<dyn CommitObserver>>,
+    observers: std::sync::RwLock<Vec<Arc<dyn CommitObserver>>>,
+}
+
+impl Inner {
+    /// The registered observers (a snapshot: registration ends at start).
+    fn observers(&self) -> Vec<Arc<dyn CommitObserver>> {
+        self.observers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The outcome of one catch-up pass.
@@ -128,7 +138,7 @@ impl ProjectionRuntime {
                 progress,
                 shutdown: watch::channel(false).0,
                 tasks: Mutex::new(Vec::new()),
-                observer: std::sync::OnceLock::new(),
+                observers: std::sync::RwLock::new(Vec::new()),
             }),
         }
     }
@@ -138,10 +148,14 @@ impl ProjectionRuntime {
         &self.inner.projections
     }
 
-    /// Registers the observer of committed batches; call before
-    /// [`Self::start`]. Only the first registration counts.
+    /// Adds an observer of committed batches; call before
+    /// [`Self::start`]. Each is told of every batch, in registration order.
     pub fn observe(&self, observer: Arc<dyn CommitObserver>) {
-        let _ = self.inner.observer.set(observer);
+        self.inner
+            .observers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(observer);
     }
 
     /// Starts one leader loop per projection.
@@ -327,7 +341,7 @@ async fn lead_once(
             projection,
             inner.options.batch_size,
             |checkpoint, events| {
-                if let Some(observer) = inner.observer.get() {
+                for observer in inner.observers() {
                     observer.committed(name, events);
                 }
                 progress.send_replace(checkpoint);
@@ -346,7 +360,7 @@ async fn lead_once(
                 )
                 .await
                 .context("rebuild")?;
-                if let Some(observer) = inner.observer.get() {
+                for observer in inner.observers() {
                     observer.rebuilt(name);
                 }
                 if let Some(checkpoint) = stored_checkpoint(&inner.pool, name).await? {

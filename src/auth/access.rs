@@ -20,7 +20,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use moka::future::Cache;
 use redis::aio::ConnectionManager;
 use sentryops_events::Role;
@@ -29,7 +28,7 @@ use sentryops_projections::StoredEvent;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::redis_link::{Outage, CALL_TIMEOUT};
+use crate::redis_link::{follow, publish, Delivery, Outage};
 
 /// What may be dropped from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,31 +202,21 @@ impl AccessCache {
         let Some(redis) = &self.inner.redis else {
             return;
         };
-        let mut connection = redis.clone();
-        let mut pipeline = redis::pipe();
-        for key in keys {
-            pipeline
-                .cmd("PUBLISH")
-                .arg(&self.inner.channel)
-                .arg(key.encode())
-                .ignore();
-        }
-        let call = pipeline.query_async::<()>(&mut connection);
-        let failure = match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(Ok(())) => {
+        let messages: Vec<String> = keys.iter().map(|key| key.encode()).collect();
+        match publish(redis, &self.inner.channel, &messages).await {
+            Ok(()) => {
                 if self.inner.publish_outage.ended() {
                     tracing::info!("Redis is back: access-cache invalidations reach every replica");
                 }
-                return;
             }
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => "timed out".to_string(),
-        };
-        if self.inner.publish_outage.began() {
-            tracing::warn!(
-                reason = failure,
-                "Redis unavailable: other replicas see revocations only when their cache entries expire"
-            );
+            Err(reason) => {
+                if self.inner.publish_outage.began() {
+                    tracing::warn!(
+                        reason,
+                        "Redis unavailable: other replicas see revocations only when their cache entries expire"
+                    );
+                }
+            }
         }
     }
 
@@ -235,52 +224,24 @@ impl AccessCache {
     /// after a failure. Each (re)subscription drops the whole cache first:
     /// messages sent while this replica was not listening are lost.
     pub fn follow(&self, redis_url: &str) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let client = redis::Client::open(redis_url)?;
         let cache = self.clone();
-        Ok(tokio::spawn(async move {
-            let mut failing = false;
-            loop {
-                match cache.subscribe(&client).await {
-                    Ok(mut messages) => {
-                        if std::mem::take(&mut failing) {
-                            tracing::info!(
-                                "access-cache invalidations from other replicas resumed"
-                            );
-                        }
-                        cache.invalidate_locally(&[AccessKey::All]).await;
-                        while let Some(message) = messages.next().await {
-                            let Ok(payload) = message.get_payload::<String>() else {
-                                continue;
-                            };
-                            if let Some(key) = AccessKey::decode(&payload) {
-                                cache.invalidate_locally(&[key]).await;
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        if !std::mem::replace(&mut failing, true) {
-                            tracing::warn!(
-                                %error,
-                                "cannot follow access-cache invalidations; entries expire after the cache TTL"
-                            );
-                        }
+        follow(
+            redis_url,
+            self.inner.channel.clone(),
+            "access cache",
+            move |delivery| {
+                let cache = cache.clone();
+                async move {
+                    let key = match delivery {
+                        Delivery::Subscribed => Some(AccessKey::All),
+                        Delivery::Message(payload) => AccessKey::decode(&payload),
+                    };
+                    if let Some(key) = key {
+                        cache.invalidate_locally(&[key]).await;
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }))
-    }
-
-    async fn subscribe(&self, client: &redis::Client) -> anyhow::Result<redis::aio::PubSubStream> {
-        let connect = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&self.inner.channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = tokio::time::timeout(Duration::from_secs(2), connect)
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out"))??;
-        Ok(pubsub.into_on_message())
+            },
+        )
     }
 }
 

@@ -54,6 +54,8 @@ pub struct AppStateInner {
     pub limiter: std::sync::Arc<crate::ratelimit::RateLimiter>,
     /// The cached access check of every authenticated request.
     pub access: crate::auth::access::AccessCache,
+    /// The cached current views of assets.
+    pub asset_views: cmdb::cache::AssetViewCache,
 }
 
 impl std::ops::Deref for AppState {

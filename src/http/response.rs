@@ -18,6 +18,17 @@ pub struct Envelope<T> {
     meta: Option<Value>,
 }
 
+/// The success envelope around `data`, serialized: what a cache of
+/// answers keeps.
+pub fn envelope_bytes<T: Serialize>(data: &T) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&Envelope {
+        success: true,
+        data,
+        error: None,
+        meta: None,
+    })
+}
+
 /// A success answer: status, data, optional meta and event position.
 pub struct Answer<T> {
     status: StatusCode,

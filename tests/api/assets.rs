@@ -626,3 +626,143 @@ async fn history_and_as_of_fold_the_log_before_during_and_after_deletion() {
     .assert_error(StatusCode::NOT_FOUND, "not_found");
     app.stop().await;
 }
+
+/// Two instances on one database and key file, as replicas run; asset views
+/// cached for 600 s on both (only an invalidation can refresh them in time).
+async fn replicas(
+    adjust_second: impl FnOnce(&mut sentryops::config::Config),
+) -> (TestApp, TestApp) {
+    let keys =
+        std::env::temp_dir().join(format!("sentryops-replicas-{}.json", uuid::Uuid::new_v4()));
+    let long_ttl = std::time::Duration::from_secs(600);
+    let first = crate::helpers::spawn_app_with(|config| {
+        config.token_keys_file = Some(keys.clone());
+        config.asset_cache_ttl = long_ttl;
+    })
+    .await;
+    let prefix = first.app.state().config.redis_key_prefix.clone();
+    let second = crate::helpers::spawn_app_on(&first.database_url, |config| {
+        config.token_keys_file = Some(keys.clone());
+        config.redis_key_prefix = prefix;
+        config.asset_cache_ttl = long_ttl;
+        adjust_second(config);
+    })
+    .await;
+    (first, second)
+}
+
+/// Polls `GET path` on `app` until its name is `name`; how long it took.
+async fn until_named(
+    app: &TestApp,
+    caller: &Caller,
+    path: &str,
+    name: &str,
+    bound: std::time::Duration,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let read = app.call(caller, "GET", path, None, &[]).await;
+        if read.json()["data"]["name"] == name {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < bound,
+            "still {} after {bound:?}",
+            read.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_asset_changed_on_one_replica_is_read_fresh_on_the_other() {
+    let (first, second) = replicas(|_| {}).await;
+    let operator = first.caller("operator").await;
+    let asset = create_asset(
+        &first,
+        &operator,
+        json!({ "name": "v1", "asset_type": "host" }),
+    )
+    .await;
+    let path = format!("/api/v1/assets/{}", id_of(&asset));
+    // Cached on both.
+    for instance in [&first, &second] {
+        assert_eq!(
+            instance
+                .call(&operator, "GET", &path, None, &[])
+                .await
+                .json()["data"]["name"],
+            "v1"
+        );
+    }
+    let patched = first
+        .call(
+            &operator,
+            "PATCH",
+            &path,
+            Some(&json!({ "name": "v2" })),
+            &[],
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    // The writer reads its own write at once; the other replica hears of it
+    // over Redis.
+    assert_eq!(
+        first.call(&operator, "GET", &path, None, &[]).await.json()["data"]["name"],
+        "v2"
+    );
+    until_named(
+        &second,
+        &operator,
+        &path,
+        "v2",
+        std::time::Duration::from_secs(1),
+    )
+    .await;
+    let read = second.call(&operator, "GET", &path, None, &[]).await;
+    assert_eq!(read.header("etag"), Some("\"2\""));
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn without_redis_a_replica_reads_an_asset_change_once_its_cache_entry_expires() {
+    let ttl = std::time::Duration::from_millis(1500);
+    let (first, second) = replicas(|config| {
+        // Nothing listens there: no invalidation can arrive.
+        config.redis_url = Some(sentryops::config::Secret::new("redis://127.0.0.1:1"));
+        config.asset_cache_ttl = ttl;
+    })
+    .await;
+    let operator = first.caller("operator").await;
+    let asset = create_asset(
+        &first,
+        &operator,
+        json!({ "name": "v1", "asset_type": "host" }),
+    )
+    .await;
+    let path = format!("/api/v1/assets/{}", id_of(&asset));
+    assert_eq!(
+        second.call(&operator, "GET", &path, None, &[]).await.json()["data"]["name"],
+        "v1"
+    );
+    first
+        .call(
+            &operator,
+            "PATCH",
+            &path,
+            Some(&json!({ "name": "v2" })),
+            &[],
+        )
+        .await;
+    until_named(
+        &second,
+        &operator,
+        &path,
+        "v2",
+        ttl + std::time::Duration::from_millis(500),
+    )
+    .await;
+    first.stop().await;
+    second.stop().await;
+}

@@ -19,6 +19,7 @@ use sqlx::{FromRow, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::cache::{AssetKey, CachedView};
 use super::{
     clearable, deleted, user_exists, Problems, MAX_DESCRIPTION_CHARS, MAX_LOCATION_CHARS,
     MAX_NAME_CHARS,
@@ -31,7 +32,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{
     Admin, ApiJson, ApiPath, ApiQuery, Authenticated, Operator, RequestContext,
 };
-use crate::http::response::{Answer, Page};
+use crate::http::response::{envelope_bytes, Answer, Page};
 use crate::http::AppState;
 
 /// A tag as an asset shows it.
@@ -178,6 +179,17 @@ pub async fn fold_from_log(
     }))
 }
 
+/// Read-your-writes for a change of assets: waits (bounded) for the read
+/// models, then drops the changed assets' cached views here and on every
+/// replica, so the next read sees the change.
+pub async fn settle_asset_change(state: &AppState, ids: &[Uuid], position: Option<LogPosition>) {
+    if let Some(position) = position {
+        state.await_read_models(position).await;
+        let keys: Vec<AssetKey> = ids.iter().copied().map(AssetKey::One).collect();
+        state.asset_views.invalidate(&keys).await;
+    }
+}
+
 /// The asset after a command: read-your-writes on the read model, or, if
 /// it lags past the bounded wait, folded from the log.
 async fn after_command(
@@ -185,9 +197,7 @@ async fn after_command(
     id: Uuid,
     position: Option<LogPosition>,
 ) -> Result<AssetView, ApiError> {
-    if let Some(position) = position {
-        state.await_read_models(position).await;
-    }
+    settle_asset_change(state, &[id], position).await;
     match find(state, id).await? {
         Some(view) => Ok(view),
         None => fold_from_log(state, id, None)
@@ -364,19 +374,46 @@ pub struct AssetQuery {
 }
 
 /// `GET /api/v1/assets/{id}`: the asset with `ETag`; with `as_of`, as it
-/// was then (404 before its registration).
+/// was then (404 before its registration). The current view is served
+/// from [`super::cache`], built from the read model on a miss.
 pub async fn get(
     State(state): State<AppState>,
     _caller: Authenticated,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<AssetQuery>,
 ) -> Result<Response, ApiError> {
-    let view = match query.as_of {
-        Some(as_of) => fold_from_log(&state, id, Some(as_of)).await?,
-        None => find(&state, id).await?,
-    };
-    let view = view.ok_or(ApiError::NotFound("asset"))?;
-    Ok(view.answer(Answer::ok))
+    if let Some(as_of) = query.as_of {
+        let view = fold_from_log(&state, id, Some(as_of))
+            .await?
+            .ok_or(ApiError::NotFound("asset"))?;
+        return Ok(view.answer(Answer::ok));
+    }
+    let cached = state
+        .asset_views
+        .get_or_load(id, async {
+            let Some(view) = find(&state, id).await? else {
+                return Ok::<_, ApiError>(None);
+            };
+            Ok(Some(CachedView {
+                body: envelope_bytes(&view).map_err(ApiError::internal)?.into(),
+                version: view.version,
+            }))
+        })
+        .await?
+        .ok_or(ApiError::NotFound("asset"))?;
+    let etag =
+        HeaderValue::try_from(format!("\"{}\"", cached.version)).map_err(ApiError::internal)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag),
+        ],
+        cached.body,
+    )
+        .into_response())
 }
 
 /// Body of `PATCH /api/v1/assets/{id}`: every field optional; `null`
@@ -549,9 +586,7 @@ pub async fn delete(
         .commands
         .asset(id, AssetCommand::Delete, context.metadata(admin.actor))
         .await?;
-    if let Some(position) = position {
-        state.await_read_models(position).await;
-    }
+    settle_asset_change(&state, &[id], position).await;
     Ok(Answer::ok(deleted("asset", id)).with_position(position))
 }
 

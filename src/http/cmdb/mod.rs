@@ -8,6 +8,7 @@
 //! field validation.
 
 pub mod assets;
+pub mod cache;
 pub mod checkouts;
 pub mod dependencies;
 pub mod tags;

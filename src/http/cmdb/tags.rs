@@ -154,7 +154,7 @@ pub async fn delete(
         .commands
         .tag(id, TagCommand::Delete, metadata.clone())
         .await?;
-    for asset_id in carriers {
+    for &asset_id in &carriers {
         match state
             .commands
             .asset(
@@ -170,9 +170,7 @@ pub async fn delete(
             Err(other) => return Err(other.into()),
         }
     }
-    if let Some(position) = position {
-        state.await_read_models(position).await;
-    }
+    assets::settle_asset_change(&state, &carriers, position).await;
     Ok(Answer::ok(deleted("tag", id)).with_position(position))
 }
 
@@ -184,9 +182,7 @@ async fn change_attachment(
     metadata: sentryops_events::EventMetadata,
 ) -> Result<(AssetView, Option<LogPosition>), ApiError> {
     let position = state.commands.asset(asset_id, command, metadata).await?;
-    if let Some(position) = position {
-        state.await_read_models(position).await;
-    }
+    assets::settle_asset_change(state, &[asset_id], position).await;
     let asset = assets::find(state, asset_id)
         .await?
         .ok_or(ApiError::NotFound("asset"))?;
