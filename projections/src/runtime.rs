@@ -187,31 +187,79 @@ impl ProjectionRuntime {
 
     /// Waits until every projection has passed `target`, at most `timeout`.
     /// Returns whether they did. Works whichever process leads a projection:
-    /// the local progress is checked first, the database on a short tick.
+    /// the progress this process commits wakes the waiter at once; the
+    /// checkpoint table, read in one statement for all projections, is
+    /// consulted at the start only for projections never led here, and then
+    /// on a short tick (for those another process leads). Under many
+    /// concurrent writers this keeps the waiters off the database.
     pub async fn wait_for(&self, target: LogPosition, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        for projection in &self.inner.projections {
-            let mut progress = self.inner.progress[projection.name()].subscribe();
-            loop {
-                if *progress.borrow_and_update() >= target {
-                    break;
-                }
-                if let Ok(Some(stored)) =
-                    stored_checkpoint(&self.inner.pool, projection.name()).await
-                {
-                    if stored >= target {
-                        break;
+        let mut pending: Vec<(&'static str, watch::Receiver<LogPosition>)> = self
+            .inner
+            .projections
+            .iter()
+            .map(|projection| {
+                let name = projection.name();
+                (name, self.inner.progress[name].subscribe())
+            })
+            .collect();
+        let mut read_table = pending
+            .iter()
+            .any(|(_, progress)| *progress.borrow() == LogPosition::START);
+        loop {
+            pending.retain_mut(|(_, progress)| *progress.borrow_and_update() < target);
+            if pending.is_empty() {
+                return true;
+            }
+            if read_table {
+                if let Ok(stored) = stored_checkpoints(&self.inner.pool).await {
+                    pending.retain(|(name, _)| {
+                        stored
+                            .iter()
+                            .find(|(stored_name, _)| stored_name == name)
+                            .is_none_or(|(_, position)| *position < target)
+                    });
+                    if pending.is_empty() {
+                        return true;
                     }
                 }
-                tokio::select! {
-                    _ = progress.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                    _ = tokio::time::sleep_until(deadline) => return false,
+            }
+            let (_, progress) = &mut pending[0];
+            tokio::select! {
+                changed = progress.changed() => {
+                    read_table = false;
+                    if changed.is_err() {
+                        // The runtime is gone: only the table can tell.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        read_table = true;
+                    }
                 }
+                _ = tokio::time::sleep(Duration::from_millis(20)) => read_table = true,
+                _ = tokio::time::sleep_until(deadline) => return false,
             }
         }
-        true
     }
+}
+
+/// Every stored checkpoint, by projection name.
+async fn stored_checkpoints(pool: &PgPool) -> sqlx::Result<Vec<(String, LogPosition)>> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "select name, last_transaction_id, last_position from projection_checkpoints",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, transaction_id, position)| {
+            (
+                name,
+                LogPosition {
+                    transaction_id,
+                    position,
+                },
+            )
+        })
+        .collect())
 }
 
 /// The checkpoint stored for `name`, if its row exists.
