@@ -190,6 +190,13 @@ async fn lists_filter_by_every_field_and_q_newest_first() {
         ["Web-Frontend"]
     );
     assert_eq!(names(&list("?q=FRONT").await), ["Web-Frontend"]);
+    // Past the last match the page is empty and the total still counts.
+    let beyond = list("?q=FRONT&offset=5").await;
+    assert_eq!(names(&beyond), Vec::<String>::new());
+    assert_eq!(beyond.json()["data"]["total"], 1);
+    let two = list("?q=e&limit=1").await;
+    assert_eq!(names(&two), ["core-switch"]);
+    assert_eq!(two.json()["data"]["total"], 2);
     // `_` is a literal underscore, not a LIKE wildcard.
     assert_eq!(names(&list("?q=g_a").await), ["billing_api"]);
     assert_eq!(names(&list("?q=%25").await), Vec::<String>::new());

@@ -16,7 +16,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::assets::AssetListItem;
+use super::assets::{AssetListItem, LIST_COLUMNS};
 use super::{asset_exists, deleted, Problems};
 use crate::domain::dependency::DependencyCommand;
 use crate::http::error::ApiError;
@@ -173,9 +173,6 @@ pub struct Traversal {
     nodes: Vec<Node>,
     edges: Vec<Edge>,
 }
-
-const LIST_COLUMNS: &str =
-    "a.id, a.short_code, a.name, a.asset_type, a.lifecycle_state, a.environment, a.owner_id";
 
 /// The edges touching `frontier` in `direction`, between live assets only
 /// (an edge whose asset was just deleted may outlive it for a moment).
