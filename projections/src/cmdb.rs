@@ -30,7 +30,8 @@ impl Projection for AssetsProjection {
     }
 
     fn version(&self) -> i32 {
-        1
+        // 2: `registration_position`.
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -80,8 +81,8 @@ async fn apply_asset(conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Re
             sqlx::query(
                 "insert into assets (id, short_code, name, asset_type, lifecycle_state, environment, \
                      location, description, owner_id, attributes, custom_fields, version, \
-                     created_at, updated_at, event_position) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12, $13) \
+                     created_at, updated_at, event_position, registration_position) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12, $13, $13) \
                  on conflict (id) do nothing",
             )
             .bind(id)

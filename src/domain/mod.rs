@@ -13,8 +13,9 @@ pub mod session;
 pub mod tag;
 pub mod user;
 
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore, SerializedEvent};
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent};
 use sentryops_events::EventMetadata;
 use sentryops_projections::LogPosition;
 use sqlx::PgPool;
@@ -38,6 +39,8 @@ pub struct Commands {
     assets: Handler<asset::Asset>,
     tags: Handler<tag::Tag>,
     dependencies: Handler<dependency::Dependency>,
+    /// For appends that create many aggregates at once.
+    repository: EventRepository,
 }
 
 /// A command's failure: the aggregate refused it, or the store failed.
@@ -52,6 +55,7 @@ impl Commands {
             assets: command_handler(&pool, ()),
             tags: command_handler(&pool, ()),
             dependencies: command_handler(&pool, ()),
+            repository: EventRepository::new(pool),
         }
     }
 
@@ -109,6 +113,57 @@ impl Commands {
             metadata,
         )
         .await
+    }
+
+    /// Registers many new assets in one atomic append (a CSV import): all
+    /// of them or none. Each `(id, command)` is decided by the asset
+    /// aggregate from its empty state; a stream that is not empty (a short
+    /// code taken since the caller checked) fails the whole append with
+    /// `AggregateConflict`, and the caller draws again.
+    pub async fn register_assets(
+        &self,
+        registrations: Vec<(uuid::Uuid, asset::AssetCommand)>,
+        metadata: EventMetadata,
+    ) -> CommandResult<asset::AssetError> {
+        self.create_many::<asset::Asset>(registrations, metadata, &())
+            .await
+    }
+
+    /// Runs each command on a new aggregate of type `A` and appends all
+    /// their events in one statement.
+    async fn create_many<A: Aggregate>(
+        &self,
+        commands: Vec<(uuid::Uuid, A::Command)>,
+        metadata: EventMetadata,
+        services: &A::Services,
+    ) -> CommandResult<A::Error> {
+        let unexpected =
+            |error: serde_json::Error| AggregateError::UnexpectedError(Box::new(error));
+        let metadata = serde_json::to_value(metadata.to_map()).map_err(unexpected)?;
+        let mut events = Vec::new();
+        for (aggregate_id, command) in commands {
+            let mut aggregate = A::default();
+            let sink = EventSink::default();
+            aggregate
+                .handle(command, services, &sink)
+                .await
+                .map_err(AggregateError::UserError)?;
+            for (index, event) in sink.collect().await.into_iter().enumerate() {
+                events.push(SerializedEvent::new(
+                    aggregate_id.to_string(),
+                    index + 1,
+                    A::TYPE.to_string(),
+                    event.event_type(),
+                    event.event_version(),
+                    serde_json::to_value(&event).map_err(unexpected)?,
+                    metadata.clone(),
+                ));
+            }
+        }
+        let (result, appended) =
+            capture_appended(self.repository.persist::<A>(&events, None)).await;
+        result.map_err(AggregateError::from)?;
+        Ok(appended)
     }
 
     /// Runs `command` against the tag `tag_id`.

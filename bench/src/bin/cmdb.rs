@@ -485,6 +485,43 @@ async fn create(seconds: u64) -> anyhow::Result<()> {
     drop_database("cmdb_create").await
 }
 
+/// One import of the largest body API.md allows (1 MiB of rows): how
+/// long it takes against the request timeout.
+async fn import() -> anyhow::Result<()> {
+    let service = start("cmdb_import").await?;
+    let mut csv = String::from("name,asset_type,environment,lifecycle_state,location\n");
+    let mut rows = 0;
+    loop {
+        let row = format!("imported-host-{rows:06},host,prod,active,dc-1 rack 4\n");
+        if csv.len() + row.len() > 1024 * 1024 - 1024 {
+            break;
+        }
+        csv.push_str(&row);
+        rows += 1;
+    }
+    let bytes = csv.len();
+    let started = Instant::now();
+    let response = service
+        .client
+        .post(format!("{}/api/v1/assets/import", service.base))
+        .bearer_auth(&service.token)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let elapsed = started.elapsed();
+    println!(
+        "import of {rows} rows ({bytes} bytes): {status} in {:.1} s ({:.0} rows/s), created {}",
+        elapsed.as_secs_f64(),
+        rows as f64 / elapsed.as_secs_f64(),
+        body["data"]["created"]
+    );
+    let _ = service.stop.send(());
+    drop_database("cmdb_import").await
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -495,6 +532,9 @@ async fn main() -> anyhow::Result<()> {
         "read" => read(first.unwrap_or(10)).await,
         "list" => list(first.unwrap_or(100_000), second.unwrap_or(1_000)).await,
         "create" => create(first.unwrap_or(10)).await,
-        _ => anyhow::bail!("usage: cmdb read SECONDS | list ASSETS REQUESTS | create SECONDS"),
+        "import" => import().await,
+        _ => anyhow::bail!(
+            "usage: cmdb read SECONDS | list ASSETS REQUESTS | create SECONDS | import"
+        ),
     }
 }

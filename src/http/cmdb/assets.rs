@@ -352,6 +352,97 @@ pub async fn register(
     ))
 }
 
+/// Registers many validated assets in one atomic append (all or none),
+/// in the order given, each under a fresh short code that no stream has
+/// used (deleted assets' codes included). A registration racing in between
+/// the check and the append fails the whole append; the batch then draws
+/// again.
+pub async fn register_many(
+    state: &AppState,
+    assets: Vec<NewAsset>,
+    metadata: &EventMetadata,
+) -> Result<Option<LogPosition>, ApiError> {
+    for _ in 0..SHORT_CODE_DRAWS {
+        let codes = free_short_codes(state, &assets).await?;
+        let registrations = assets
+            .iter()
+            .zip(codes)
+            .map(|(asset, short_code)| {
+                (
+                    asset_id_for(&short_code),
+                    AssetCommand::Register {
+                        short_code,
+                        asset_type: asset.asset_type,
+                        lifecycle_state: asset.lifecycle_state,
+                        environment: asset.environment,
+                        fields: asset.fields.clone(),
+                        tag_ids: asset.tag_ids.clone(),
+                    },
+                )
+            })
+            .collect();
+        match state
+            .commands
+            .register_assets(registrations, metadata.clone())
+            .await
+        {
+            Ok(position) => return Ok(position),
+            Err(AggregateError::AggregateConflict) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ApiError::Conflict(
+        "no free short codes were found; try again".into(),
+    ))
+}
+
+/// One short code per asset, distinct, and unused by any asset stream.
+async fn free_short_codes(state: &AppState, assets: &[NewAsset]) -> Result<Vec<String>, ApiError> {
+    let mut codes: Vec<String> = Vec::with_capacity(assets.len());
+    let mut seen = std::collections::HashSet::new();
+    for asset in assets {
+        let code = loop {
+            let code = draw_short_code(asset.asset_type);
+            if seen.insert(code.clone()) {
+                break code;
+            }
+        };
+        codes.push(code);
+    }
+    for _ in 0..SHORT_CODE_DRAWS {
+        let ids: Vec<String> = codes
+            .iter()
+            .map(|code| asset_id_for(code).to_string())
+            .collect();
+        let taken: std::collections::HashSet<String> = sqlx::query_scalar(
+            "select aggregate_id from events \
+             where aggregate_type = $1 and aggregate_id = any($2) and sequence = 1",
+        )
+        .bind(ASSET)
+        .bind(&ids)
+        .fetch_all(&state.pool)
+        .await?
+        .into_iter()
+        .collect();
+        if taken.is_empty() {
+            return Ok(codes);
+        }
+        for (index, id) in ids.iter().enumerate() {
+            if taken.contains(id) {
+                codes[index] = loop {
+                    let code = draw_short_code(assets[index].asset_type);
+                    if seen.insert(code.clone()) {
+                        break code;
+                    }
+                };
+            }
+        }
+    }
+    Err(ApiError::Conflict(
+        "no free short codes were found; try again".into(),
+    ))
+}
+
 /// `POST /api/v1/assets` → 201 with the asset and its `ETag`.
 pub async fn create(
     State(state): State<AppState>,
