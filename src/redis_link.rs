@@ -42,9 +42,71 @@ impl Outage {
     }
 }
 
+/// A channel on which replicas tell each other which entries of a cache
+/// to drop. Publishing fails soft (logged once per outage): the cache's
+/// TTL bounds staleness meanwhile.
+pub struct InvalidationChannel {
+    redis: Option<ConnectionManager>,
+    name: String,
+    /// What the cache holds, for the logs.
+    what: &'static str,
+    outage: Outage,
+}
+
+impl InvalidationChannel {
+    /// The channel `name`; without a connection, publishing does nothing.
+    pub fn new(redis: Option<ConnectionManager>, name: String, what: &'static str) -> Self {
+        Self {
+            redis,
+            name,
+            what,
+            outage: Outage::default(),
+        }
+    }
+
+    /// Tells the other replicas to drop `messages`' entries.
+    pub async fn publish(&self, messages: &[String]) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        match publish(redis, &self.name, messages).await {
+            Ok(()) => {
+                if self.outage.ended() {
+                    tracing::info!(
+                        cache = self.what,
+                        "Redis is back: invalidations reach every replica"
+                    );
+                }
+            }
+            Err(reason) => {
+                if self.outage.began() {
+                    tracing::warn!(
+                        cache = self.what,
+                        reason,
+                        "Redis unavailable: other replicas see changes only when their cache entries expire"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Follows what other replicas publish (see [`follow`]).
+    pub fn follow<H, F>(
+        &self,
+        redis_url: &str,
+        handle: H,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>>
+    where
+        H: Fn(Delivery) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = ()> + Send,
+    {
+        follow(redis_url, self.name.clone(), self.what, handle)
+    }
+}
+
 /// Publishes `messages` on `channel` in one round trip, within
 /// [`CALL_TIMEOUT`]; the error says why it failed.
-pub async fn publish(
+async fn publish(
     redis: &ConnectionManager,
     channel: &str,
     messages: &[String],
@@ -74,7 +136,7 @@ pub enum Delivery {
 
 /// Follows `channel` on `redis_url` for as long as the task runs,
 /// resubscribing after a failure; `what` names the follower in the logs.
-pub fn follow<H, F>(
+fn follow<H, F>(
     redis_url: &str,
     channel: String,
     what: &'static str,

@@ -86,3 +86,40 @@ pub fn user_registered_payload(n: u64) -> serde_json::Value {
         "registered_at": "2026-11-23T00:00:00Z",
     }})
 }
+
+/// Starts the service on a runtime (and threads) of its own, so that the
+/// load generator's scheduling does not share its workers; returns its
+/// address, its state, and the sender that stops it.
+pub fn serve(
+    config: sentryops::config::Config,
+) -> anyhow::Result<(
+    std::net::SocketAddr,
+    sentryops::http::AppState,
+    tokio::sync::oneshot::Sender<()>,
+)> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        runtime.block_on(async move {
+            match sentryops::startup::Application::build(config).await {
+                Ok(app) => {
+                    let _ = ready_tx.send(Ok((app.local_addr(), app.state().clone())));
+                    let _ = app
+                        .run_until(async move {
+                            let _ = stop_rx.await;
+                        })
+                        .await;
+                }
+                Err(error) => {
+                    let _ = ready_tx.send(Err(error));
+                }
+            }
+        });
+    });
+    let (addr, state) = ready_rx.recv()??;
+    Ok((addr, state, stop_tx))
+}

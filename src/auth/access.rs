@@ -28,7 +28,7 @@ use sentryops_projections::StoredEvent;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::redis_link::{follow, publish, Delivery, Outage};
+use crate::redis_link::{Delivery, InvalidationChannel};
 
 /// What may be dropped from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,9 +98,7 @@ struct Inner {
     users: Cache<Uuid, UserAccess>,
     /// Bumped by every invalidation; a load inserts only if it did not move.
     generation: tokio::sync::Mutex<u64>,
-    redis: Option<ConnectionManager>,
-    channel: String,
-    publish_outage: Outage,
+    channel: InvalidationChannel,
 }
 
 impl AccessCache {
@@ -119,9 +117,11 @@ impl AccessCache {
                 sessions: bounded_cache(ttl),
                 users: bounded_cache(ttl),
                 generation: tokio::sync::Mutex::new(0),
-                redis,
-                channel: format!("{prefix}:access-invalidations"),
-                publish_outage: Outage::default(),
+                channel: InvalidationChannel::new(
+                    redis,
+                    format!("{prefix}:access-invalidations"),
+                    "access checks",
+                ),
             }),
         }
     }
@@ -199,25 +199,8 @@ impl AccessCache {
     }
 
     async fn publish(&self, keys: &[AccessKey]) {
-        let Some(redis) = &self.inner.redis else {
-            return;
-        };
         let messages: Vec<String> = keys.iter().map(|key| key.encode()).collect();
-        match publish(redis, &self.inner.channel, &messages).await {
-            Ok(()) => {
-                if self.inner.publish_outage.ended() {
-                    tracing::info!("Redis is back: access-cache invalidations reach every replica");
-                }
-            }
-            Err(reason) => {
-                if self.inner.publish_outage.began() {
-                    tracing::warn!(
-                        reason,
-                        "Redis unavailable: other replicas see revocations only when their cache entries expire"
-                    );
-                }
-            }
-        }
+        self.inner.channel.publish(&messages).await;
     }
 
     /// Follows the invalidations other replicas publish, reconnecting
@@ -225,23 +208,18 @@ impl AccessCache {
     /// messages sent while this replica was not listening are lost.
     pub fn follow(&self, redis_url: &str) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let cache = self.clone();
-        follow(
-            redis_url,
-            self.inner.channel.clone(),
-            "access cache",
-            move |delivery| {
-                let cache = cache.clone();
-                async move {
-                    let key = match delivery {
-                        Delivery::Subscribed => Some(AccessKey::All),
-                        Delivery::Message(payload) => AccessKey::decode(&payload),
-                    };
-                    if let Some(key) = key {
-                        cache.invalidate_locally(&[key]).await;
-                    }
+        self.inner.channel.follow(redis_url, move |delivery| {
+            let cache = cache.clone();
+            async move {
+                let key = match delivery {
+                    Delivery::Subscribed => Some(AccessKey::All),
+                    Delivery::Message(payload) => AccessKey::decode(&payload),
+                };
+                if let Some(key) = key {
+                    cache.invalidate_locally(&[key]).await;
                 }
-            },
-        )
+            }
+        })
     }
 }
 

@@ -219,6 +219,7 @@ async fn lists_filter_by_every_field_and_q_newest_first() {
         "?limit=201",
         "?offset=-1",
         "?colour=red",
+        "?q=%00",
     ] {
         app.call(&viewer, "GET", &format!("/api/v1/assets{bad}"), None, &[])
             .await
@@ -269,6 +270,12 @@ async fn bad_asset_input_is_a_422_naming_each_field_and_writes_nothing() {
         (
             json!({ "name": "a", "asset_type": "host", "location": "l".repeat(256) }),
             "location",
+        ),
+        // The log (jsonb) and the read models (text) cannot hold NUL.
+        (json!({ "name": "a\u{0}b", "asset_type": "host" }), "name"),
+        (
+            json!({ "name": "a", "asset_type": "host", "attributes": { "k": ["x\u{0}"] } }),
+            "attributes",
         ),
     ];
     for (body, field) in cases {

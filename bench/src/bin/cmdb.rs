@@ -17,7 +17,6 @@
 //!
 //! `cargo build --release -p sentryops-bench && target/release/cmdb read 10`
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,8 +25,7 @@ use sentryops::config::{BootstrapAdmin, Config, Secret};
 use sentryops::domain::asset::{asset_id_for, draw_short_code, AssetCommand, AssetFields};
 use sentryops::domain::event_store::append_totals;
 use sentryops::http::AppState;
-use sentryops::startup::Application;
-use sentryops_bench::{drop_database, fresh_database, quantile};
+use sentryops_bench::{drop_database, fresh_database, quantile, serve};
 use sentryops_events::cmdb::{AssetEvent, AssetType, Environment, LifecycleState};
 use sentryops_events::EventMetadata;
 use sentryops_projections::LogPosition;
@@ -37,37 +35,6 @@ use tokio::sync::Mutex;
 
 const EMAIL: &str = "cmdb-admin@bench.example.com";
 const PASSWORD: &str = "cmdb admin password";
-
-/// Starts the service on a runtime (and threads) of its own.
-fn serve(
-    config: Config,
-) -> anyhow::Result<(SocketAddr, AppState, tokio::sync::oneshot::Sender<()>)> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("server runtime");
-        runtime.block_on(async move {
-            match Application::build(config).await {
-                Ok(app) => {
-                    let _ = ready_tx.send(Ok((app.local_addr(), app.state().clone())));
-                    let _ = app
-                        .run_until(async move {
-                            let _ = stop_rx.await;
-                        })
-                        .await;
-                }
-                Err(error) => {
-                    let _ = ready_tx.send(Err(error));
-                }
-            }
-        });
-    });
-    let (addr, state) = ready_rx.recv()??;
-    Ok((addr, state, stop_tx))
-}
 
 struct Service {
     base: String,

@@ -10,14 +10,12 @@
 //!
 //! `cargo run --release -p sentryops-bench --bin login_flood [SECONDS] [FLOOD_FACTOR] [FIXED_RATE]`
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sentryops::config::{BootstrapAdmin, Config, PasswordHashing, Secret};
-use sentryops::startup::Application;
-use sentryops_bench::{drop_database, fresh_database, quantile};
+use sentryops_bench::{drop_database, fresh_database, quantile, serve};
 use serde_json::{json, Value};
 
 const EMAIL: &str = "flood-admin@bench.example.com";
@@ -29,35 +27,6 @@ fn env_or(name: &str, default: u32) -> anyhow::Result<u32> {
         Ok(value) => value.parse()?,
         Err(_) => default,
     })
-}
-
-/// Starts the service on a runtime (and threads) of its own.
-fn serve(config: Config) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("server runtime");
-        runtime.block_on(async move {
-            match Application::build(config).await {
-                Ok(app) => {
-                    let _ = ready_tx.send(Ok(app.local_addr()));
-                    let _ = app
-                        .run_until(async move {
-                            let _ = stop_rx.await;
-                        })
-                        .await;
-                }
-                Err(error) => {
-                    let _ = ready_tx.send(Err(error));
-                }
-            }
-        });
-    });
-    let addr = ready_rx.recv()??;
-    Ok((addr, stop_tx))
 }
 
 /// The accounts the flood logs in to, in turn: a flood spreads over many
@@ -139,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
         email: EMAIL.into(),
         password: Secret::new(PASSWORD),
     });
-    let (addr, stop) = serve(config)?;
+    let (addr, _state, stop) = serve(config)?;
     let base = format!("http://{addr}");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)

@@ -130,15 +130,17 @@ pub async fn fold_from_log(
         return Ok(None);
     }
     let tag_ids: Vec<String> = asset.tags().iter().map(Uuid::to_string).collect();
-    // Names from the tags' own creation events: a tag deleted since then
-    // still has the name it had.
+    // Names from the tags' own creation events up to `as_of`: a tag
+    // deleted (or deleted and re-created) since then has the name it had.
     let tags: Vec<(String, Json<Value>)> = sqlx::query_as(
         "select distinct on (aggregate_id) aggregate_id, payload from events \
          where aggregate_type = $1 and aggregate_id = any($2) and event_type = 'TagCreated' \
+           and ($3::timestamptz is null or recorded_at <= $3) \
          order by aggregate_id, sequence desc",
     )
     .bind(TAG)
     .bind(&tag_ids)
+    .bind(as_of)
     .fetch_all(&state.pool)
     .await?;
     let mut tags: Vec<TagRef> = tags
@@ -182,12 +184,20 @@ pub async fn fold_from_log(
 /// Read-your-writes for a change of assets: waits (bounded) for the read
 /// models, then drops the changed assets' cached views here and on every
 /// replica, so the next read sees the change.
-pub async fn settle_asset_change(state: &AppState, ids: &[Uuid], position: Option<LogPosition>) {
-    if let Some(position) = position {
-        state.await_read_models(position).await;
-        let keys: Vec<AssetKey> = ids.iter().copied().map(AssetKey::One).collect();
-        state.asset_views.invalidate(&keys).await;
-    }
+/// Returns whether the read models caught up (always, when nothing was
+/// appended).
+pub async fn settle_asset_change(
+    state: &AppState,
+    ids: &[Uuid],
+    position: Option<LogPosition>,
+) -> bool {
+    let Some(position) = position else {
+        return true;
+    };
+    let caught_up = state.await_read_models(position).await;
+    let keys: Vec<AssetKey> = ids.iter().copied().map(AssetKey::One).collect();
+    state.asset_views.invalidate(&keys).await;
+    caught_up
 }
 
 /// The asset after a command: read-your-writes on the read model, or, if
@@ -197,7 +207,12 @@ async fn after_command(
     id: Uuid,
     position: Option<LogPosition>,
 ) -> Result<AssetView, ApiError> {
-    settle_asset_change(state, &[id], position).await;
+    if !settle_asset_change(state, &[id], position).await {
+        // The read model may still hold the old row: the log has the new.
+        return fold_from_log(state, id, None)
+            .await?
+            .ok_or(ApiError::NotFound("asset"));
+    }
     match find(state, id).await? {
         Some(view) => Ok(view),
         None => fold_from_log(state, id, None)
@@ -711,9 +726,10 @@ pub struct AssetListItem {
 const MAX_QUERY_CHARS: usize = 200;
 
 /// `q` as a `LIKE` pattern matching it anywhere, its wildcards escaped.
+/// Lower-cased by the database, as the indexed `lower(name)` is: Rust's
+/// lower-casing differs for a few letters.
 fn contains_pattern(q: &str) -> String {
     let escaped = q
-        .to_lowercase()
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_");
@@ -745,11 +761,11 @@ fn push_filters<'a>(sql: &mut QueryBuilder<'a, Postgres>, filters: &'a ListFilte
             .push(")");
     }
     if let Some(pattern) = &filters.pattern {
-        sql.push(" and (lower(a.name) like ")
+        sql.push(" and (lower(a.name) like lower(")
             .push_bind(pattern.as_str())
-            .push(" or lower(a.short_code) like ")
+            .push(") or lower(a.short_code) like lower(")
             .push_bind(pattern.as_str())
-            .push(")");
+            .push("))");
     }
 }
 
@@ -794,6 +810,8 @@ pub async fn list(
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     if q.is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS) {
         problems.add("q", format!("must be at most {MAX_QUERY_CHARS} characters"));
+    } else if q.is_some_and(|q| q.contains('\0')) {
+        problems.add("q", super::NUL_REASON);
     }
     let filters = problems.into_result(|| ListFilters {
         asset_type,
@@ -829,7 +847,7 @@ async fn list_page(
 ) -> Result<(Vec<AssetListItem>, i64), ApiError> {
     let mut page = QueryBuilder::new(format!("select {LIST_COLUMNS} from assets a"));
     push_filters(&mut page, filters);
-    page.push(" order by a.created_at desc, a.id desc limit ")
+    page.push(" order by a.created_at desc, a.registration_position desc, a.id desc limit ")
         .push_bind(limit)
         .push(" offset ")
         .push_bind(offset);

@@ -27,7 +27,7 @@ use sentryops_projections::runtime::CommitObserver;
 use sentryops_projections::StoredEvent;
 use uuid::Uuid;
 
-use crate::redis_link::{follow, publish, Delivery, Outage};
+use crate::redis_link::{Delivery, InvalidationChannel};
 
 /// The most bytes of views kept in memory.
 const MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -50,9 +50,7 @@ pub struct AssetViewCache {
 struct Inner {
     views: Cache<Uuid, CachedView>,
     generation: tokio::sync::Mutex<u64>,
-    redis: Option<ConnectionManager>,
-    channel: String,
-    publish_outage: Outage,
+    channel: InvalidationChannel,
 }
 
 /// What may be dropped.
@@ -93,9 +91,11 @@ impl AssetViewCache {
             inner: Arc::new(Inner {
                 views,
                 generation: tokio::sync::Mutex::new(0),
-                redis,
-                channel: format!("{prefix}:asset-invalidations"),
-                publish_outage: Outage::default(),
+                channel: InvalidationChannel::new(
+                    redis,
+                    format!("{prefix}:asset-invalidations"),
+                    "asset views",
+                ),
             }),
         }
     }
@@ -128,25 +128,8 @@ impl AssetViewCache {
             return;
         }
         self.invalidate_locally(keys).await;
-        let Some(redis) = &self.inner.redis else {
-            return;
-        };
         let messages: Vec<String> = keys.iter().map(|key| key.encode()).collect();
-        match publish(redis, &self.inner.channel, &messages).await {
-            Ok(()) => {
-                if self.inner.publish_outage.ended() {
-                    tracing::info!("Redis is back: asset-cache invalidations reach every replica");
-                }
-            }
-            Err(reason) => {
-                if self.inner.publish_outage.began() {
-                    tracing::warn!(
-                        reason,
-                        "Redis unavailable: other replicas see asset changes when their cache entries expire"
-                    );
-                }
-            }
-        }
+        self.inner.channel.publish(&messages).await;
     }
 
     /// Drops `keys` from this process's cache only.
@@ -166,23 +149,18 @@ impl AssetViewCache {
     /// (re)subscription drops the whole cache first.
     pub fn follow(&self, redis_url: &str) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let cache = self.clone();
-        follow(
-            redis_url,
-            self.inner.channel.clone(),
-            "asset cache",
-            move |delivery| {
-                let cache = cache.clone();
-                async move {
-                    let key = match delivery {
-                        Delivery::Subscribed => Some(AssetKey::All),
-                        Delivery::Message(payload) => AssetKey::decode(&payload),
-                    };
-                    if let Some(key) = key {
-                        cache.invalidate_locally(&[key]).await;
-                    }
+        self.inner.channel.follow(redis_url, move |delivery| {
+            let cache = cache.clone();
+            async move {
+                let key = match delivery {
+                    Delivery::Subscribed => Some(AssetKey::All),
+                    Delivery::Message(payload) => AssetKey::decode(&payload),
+                };
+                if let Some(key) = key {
+                    cache.invalidate_locally(&[key]).await;
                 }
-            },
-        )
+            }
+        })
     }
 }
 

@@ -93,9 +93,8 @@ pub async fn check_out(
             context.metadata(operator.actor),
         )
         .await?;
-    if let Some(position) = position {
-        state.await_read_models(position).await;
-    }
+    // A check-out is a version of the asset: its cached view must go.
+    super::assets::settle_asset_change(&state, &[asset_id], position).await;
     let checkout = find(&state, checkout_id).await?.unwrap_or(pending);
     Ok(Answer::created(checkout, position))
 }
@@ -116,9 +115,7 @@ pub async fn check_in(
             context.metadata(operator.actor),
         )
         .await?;
-    if let Some(position) = position {
-        state.await_read_models(position).await;
-    }
+    super::assets::settle_asset_change(&state, &[asset_id], position).await;
     // The read model's open check-out is the one the command closed unless
     // another check-in and check-out raced in between; the answer then
     // names the asset's latest check-out.

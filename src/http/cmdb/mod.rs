@@ -69,6 +69,22 @@ pub const MAX_MAP_BYTES: usize = 64 * 1024;
 /// Longest free-text note (check-out notes, dependency kinds are shorter).
 pub const MAX_NOTES_CHARS: usize = 2000;
 
+/// Why text with a NUL character is refused: the event log (`jsonb`) and
+/// the read models (`text`) cannot hold it.
+pub const NUL_REASON: &str = "must not contain NUL characters";
+
+/// Whether a NUL character hides anywhere in `value`, keys included.
+pub fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        _ => false,
+    }
+}
+
 /// Collects every problem of a request body, so one 422 names them all.
 #[derive(Default)]
 pub struct Problems(Vec<(&'static str, String)>);
@@ -105,6 +121,8 @@ impl Problems {
             self.add(field, "must not be empty");
         } else if trimmed.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
+        } else if trimmed.contains('\0') {
+            self.add(field, NUL_REASON);
         }
         trimmed.to_string()
     }
@@ -120,6 +138,8 @@ impl Problems {
         let trimmed = raw.map(str::trim).filter(|value| !value.is_empty())?;
         if trimmed.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
+        } else if trimmed.contains('\0') {
+            self.add(field, NUL_REASON);
         }
         Some(trimmed.to_string())
     }
@@ -129,6 +149,8 @@ impl Problems {
     pub fn map(&mut self, field: &'static str, map: &Map<String, Value>) {
         if map.len() > MAX_MAP_KEYS {
             self.add(field, format!("must have at most {MAX_MAP_KEYS} keys"));
+        } else if holds_nul(&Value::Object(map.clone())) {
+            self.add(field, NUL_REASON);
         } else if serde_json::to_vec(map).map_or(usize::MAX, |bytes| bytes.len()) > MAX_MAP_BYTES {
             self.add(
                 field,
