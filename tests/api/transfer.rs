@@ -47,6 +47,8 @@ async fn an_export_imported_into_an_empty_database_exports_the_same_rows() {
         json!({ "name": "core-sw", "asset_type": "network_device", "environment": "staging",
                 "lifecycle_state": "maintenance", "description": "two\nlines" }),
         json!({ "name": "crm", "asset_type": "software_license", "environment": "dev" }),
+        // A spreadsheet would run this: exported defused, imported as is.
+        json!({ "name": "=HYPERLINK(\"http://x\")", "asset_type": "service" }),
     ] {
         create_asset(&source, &operator, body).await;
     }
@@ -76,7 +78,7 @@ async fn an_export_imported_into_an_empty_database_exports_the_same_rows() {
     assert_eq!(imported.status, StatusCode::OK, "{}", imported.text);
     assert_eq!(
         imported.json()["data"],
-        json!({ "created": 3, "errors": [] })
+        json!({ "created": 4, "errors": [] })
     );
     assert!(imported.header("x-event-position").is_some());
     let again = export(&target, &operator).await;

@@ -135,25 +135,25 @@ pub async fn create(
     Ok(Answer::created(tag, position))
 }
 
-/// `DELETE /api/v1/tags/{id}`: deletes the tag and detaches it from every
-/// asset that carries it.
+/// `DELETE /api/v1/tags/{id}`: detaches the tag from every asset that
+/// carries it, then deletes it. In that order, a failure half-way leaves
+/// the tag in place and a retry finishes the job.
 pub async fn delete(
     State(state): State<AppState>,
     operator: Operator,
     context: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Answer<Value>, ApiError> {
+    if find(&state, id).await?.is_none() {
+        return Err(ApiError::NotFound("tag"));
+    }
     let metadata = context.metadata(operator.actor);
-    // Read before the deletion: the projection drops the rows with it.
     let carriers: Vec<Uuid> =
         sqlx::query_scalar("select asset_id from asset_tags where tag_id = $1")
             .bind(id)
             .fetch_all(&state.pool)
             .await?;
-    let mut position = state
-        .commands
-        .tag(id, TagCommand::Delete, metadata.clone())
-        .await?;
+    let mut position = None;
     for &asset_id in &carriers {
         match state
             .commands
@@ -170,6 +170,8 @@ pub async fn delete(
             Err(other) => return Err(other.into()),
         }
     }
+    let deleted_at = state.commands.tag(id, TagCommand::Delete, metadata).await?;
+    let position = position.max(deleted_at);
     assets::settle_asset_change(&state, &carriers, position).await;
     Ok(Answer::ok(deleted("tag", id)).with_position(position))
 }

@@ -34,6 +34,29 @@ pub const CSV_COLUMNS: [&str; 7] = [
     "description",
 ];
 
+/// What a spreadsheet would take for the start of a formula (CSV
+/// injection, OWASP): such a cell is exported behind a `'`, which the
+/// import takes off again.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell as exported: defused when a spreadsheet would run it. A cell
+/// that starts with `'` gets one more, so that every cell round-trips.
+fn defused(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(FORMULA_STARTS) || cell.starts_with('\'') {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// A cell as imported: the `'` of [`defused`] taken off.
+fn restored(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) || rest.starts_with('\'') => rest,
+        _ => cell,
+    }
+}
+
 type ExportRow = (
     String,
     String,
@@ -66,12 +89,12 @@ pub async fn export(
         writer
             .write_record([
                 short_code.as_str(),
-                name,
+                &defused(name),
                 asset_type,
                 environment,
                 lifecycle_state,
-                location.as_deref().unwrap_or(""),
-                description.as_deref().unwrap_or(""),
+                &defused(location.as_deref().unwrap_or("")),
+                &defused(description.as_deref().unwrap_or("")),
             ])
             .map_err(ApiError::internal)?;
     }
@@ -93,6 +116,22 @@ pub async fn export(
 }
 
 /// One refused row of an import.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_defused_on_export_and_restored_on_import() {
+        for cell in [
+            "=1+2", "+cmd", "-x", "@sum", "\tx", "plain", "", "'quoted", "'=x", "''", "a=b",
+        ] {
+            assert_eq!(restored(&defused(cell)), cell);
+        }
+        assert_eq!(defused("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(defused("web-01"), "web-01");
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct RowError {
     /// The row's line number in the file; the header is line 1.
@@ -202,10 +241,11 @@ impl ColumnIndex {
 
     /// The registration a row asks for; empty cells are absent values.
     fn request(&self, record: &csv::StringRecord) -> CreateAsset {
-        let cell = |index: usize| record.get(index).unwrap_or("").to_string();
+        let cell = |index: usize| restored(record.get(index).unwrap_or("")).to_string();
         let optional = |index: Option<usize>| {
             index
                 .and_then(|index| record.get(index))
+                .map(restored)
                 .map(str::trim)
                 .filter(|value| !value.is_empty())
                 .map(str::to_string)
