@@ -66,17 +66,17 @@ pub struct AssetView {
 }
 
 impl AssetView {
-    /// `ETag: "<version>"`.
-    fn etag(&self) -> HeaderValue {
-        HeaderValue::try_from(format!("\"{}\"", self.version))
-            .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
-    }
-
     /// The answer with its `ETag`.
     fn answer(self, answer: impl FnOnce(Self) -> Answer<Self>) -> Response {
-        let etag = self.etag();
+        let etag = etag(self.version);
         ([(header::ETAG, etag)], answer(self)).into_response()
     }
+}
+
+/// `ETag: "<version>"` (a number is always a valid header value).
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::try_from(format!("\"{version}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
 /// The asset `id` from the read model, with its tags; `None` when there
@@ -201,24 +201,23 @@ pub async fn settle_asset_change(
 }
 
 /// The asset after a command: read-your-writes on the read model, or, if
-/// it lags past the bounded wait, folded from the log.
+/// it lags past the bounded wait, folded from the log. `stale` are the
+/// assets whose cached views the command outdated (none for a new one).
 async fn after_command(
     state: &AppState,
     id: Uuid,
     position: Option<LogPosition>,
+    stale: &[Uuid],
 ) -> Result<AssetView, ApiError> {
-    if !settle_asset_change(state, &[id], position).await {
-        // The read model may still hold the old row: the log has the new.
-        return fold_from_log(state, id, None)
-            .await?
-            .ok_or(ApiError::NotFound("asset"));
+    if settle_asset_change(state, stale, position).await {
+        if let Some(view) = find(state, id).await? {
+            return Ok(view);
+        }
     }
-    match find(state, id).await? {
-        Some(view) => Ok(view),
-        None => fold_from_log(state, id, None)
-            .await?
-            .ok_or(ApiError::NotFound("asset")),
-    }
+    // The read model lags (it may still hold the old row): the log has it.
+    fold_from_log(state, id, None)
+        .await?
+        .ok_or(ApiError::NotFound("asset"))
 }
 
 /// Body of `POST /api/v1/assets` (also one row of an import).
@@ -321,6 +320,20 @@ impl CreateAsset {
     }
 }
 
+impl NewAsset {
+    /// Its registration under `short_code`.
+    fn command(&self, short_code: String) -> AssetCommand {
+        AssetCommand::Register {
+            short_code,
+            asset_type: self.asset_type,
+            lifecycle_state: self.lifecycle_state,
+            environment: self.environment,
+            fields: self.fields.clone(),
+            tag_ids: self.tag_ids.clone(),
+        }
+    }
+}
+
 /// The first of `tag_ids` that names no tag, if any.
 async fn unknown_tags(state: &AppState, tag_ids: &[Uuid]) -> Result<Option<Uuid>, ApiError> {
     if tag_ids.is_empty() {
@@ -348,14 +361,7 @@ pub async fn register(
     for _ in 0..SHORT_CODE_DRAWS {
         let short_code = draw_short_code(asset.asset_type);
         let id = asset_id_for(&short_code);
-        let command = AssetCommand::Register {
-            short_code,
-            asset_type: asset.asset_type,
-            lifecycle_state: asset.lifecycle_state,
-            environment: asset.environment,
-            fields: asset.fields.clone(),
-            tag_ids: asset.tag_ids.clone(),
-        };
+        let command = asset.command(short_code);
         match state.commands.asset(id, command, metadata.clone()).await {
             Ok(position) => return Ok((id, position)),
             Err(AggregateError::UserError(AssetError::ShortCodeTaken)) => continue,
@@ -382,19 +388,7 @@ pub async fn register_many(
         let registrations = assets
             .iter()
             .zip(codes)
-            .map(|(asset, short_code)| {
-                (
-                    asset_id_for(&short_code),
-                    AssetCommand::Register {
-                        short_code,
-                        asset_type: asset.asset_type,
-                        lifecycle_state: asset.lifecycle_state,
-                        environment: asset.environment,
-                        fields: asset.fields.clone(),
-                        tag_ids: asset.tag_ids.clone(),
-                    },
-                )
-            })
+            .map(|(asset, short_code)| (asset_id_for(&short_code), asset.command(short_code)))
             .collect();
         match state
             .commands
@@ -413,17 +407,14 @@ pub async fn register_many(
 
 /// One short code per asset, distinct, and unused by any asset stream.
 async fn free_short_codes(state: &AppState, assets: &[NewAsset]) -> Result<Vec<String>, ApiError> {
-    let mut codes: Vec<String> = Vec::with_capacity(assets.len());
     let mut seen = std::collections::HashSet::new();
-    for asset in assets {
-        let code = loop {
-            let code = draw_short_code(asset.asset_type);
-            if seen.insert(code.clone()) {
-                break code;
-            }
-        };
-        codes.push(code);
-    }
+    let mut draw = |asset_type: AssetType| loop {
+        let code = draw_short_code(asset_type);
+        if seen.insert(code.clone()) {
+            break code;
+        }
+    };
+    let mut codes: Vec<String> = assets.iter().map(|asset| draw(asset.asset_type)).collect();
     for _ in 0..SHORT_CODE_DRAWS {
         let ids: Vec<String> = codes
             .iter()
@@ -444,12 +435,7 @@ async fn free_short_codes(state: &AppState, assets: &[NewAsset]) -> Result<Vec<S
         }
         for (index, id) in ids.iter().enumerate() {
             if taken.contains(id) {
-                codes[index] = loop {
-                    let code = draw_short_code(assets[index].asset_type);
-                    if seen.insert(code.clone()) {
-                        break code;
-                    }
-                };
+                codes[index] = draw(assets[index].asset_type);
             }
         }
     }
@@ -467,7 +453,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let asset = body.validate(&state).await?;
     let (id, position) = register(&state, asset, &context.metadata(operator.actor)).await?;
-    let view = after_command(&state, id, position).await?;
+    let view = after_command(&state, id, position, &[]).await?;
     Ok(view.answer(|view| Answer::created(view, position)))
 }
 
@@ -643,7 +629,7 @@ pub async fn update(
         .commands
         .asset(id, command, context.metadata(operator.actor))
         .await?;
-    let view = after_command(&state, id, position).await?;
+    let view = after_command(&state, id, position, &[id]).await?;
     Ok(view.answer(|view| Answer::ok(view).with_position(position)))
 }
 
@@ -676,7 +662,7 @@ pub async fn change_state(
             context.metadata(operator.actor),
         )
         .await?;
-    let view = after_command(&state, id, position).await?;
+    let view = after_command(&state, id, position, &[id]).await?;
     Ok(view.answer(|view| Answer::ok(view).with_position(position)))
 }
 

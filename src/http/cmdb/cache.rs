@@ -182,28 +182,25 @@ fn feeds_asset_views(projection: &str) -> bool {
         || projection == sentryops_projections::cmdb::TAGS
 }
 
-/// What a committed batch of `projection` makes stale.
+/// What a committed batch of `projection` makes stale: a tag appearing or
+/// going changes the tags of views cached with or without it (tags change
+/// rarely, so everything goes); otherwise the assets the `assets`
+/// projection just changed.
 fn stale_views(projection: &str, events: &[StoredEvent]) -> Vec<AssetKey> {
-    if projection == sentryops_projections::cmdb::TAGS {
-        // A tag appearing or going changes the tags of views that may be
-        // cached with or without it; tags change rarely.
-        return if events.iter().any(|event| event.aggregate_type == TAG) {
-            vec![AssetKey::All]
-        } else {
-            Vec::new()
-        };
+    if events.iter().any(|event| event.aggregate_type == TAG) {
+        return vec![AssetKey::All];
     }
-    let mut keys: Vec<AssetKey> = events
+    if projection != sentryops_projections::cmdb::ASSETS {
+        return Vec::new();
+    }
+    let mut ids: Vec<Uuid> = events
         .iter()
         .filter(|event| event.aggregate_type == ASSET)
         .filter_map(|event| Uuid::parse_str(&event.aggregate_id).ok())
-        .map(AssetKey::One)
         .collect();
-    if events.iter().any(|event| event.aggregate_type == TAG) {
-        keys = vec![AssetKey::All];
-    }
-    keys.dedup();
-    keys
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().map(AssetKey::One).collect()
 }
 
 impl CommitObserver for AssetViewInvalidator {

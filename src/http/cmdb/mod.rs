@@ -95,11 +95,6 @@ impl Problems {
         self.0.push((field, reason.into()));
     }
 
-    /// Whether nothing was noted.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// `Ok(value)` when nothing was noted, else the 422.
     pub fn into_result<T>(self, value: impl FnOnce() -> T) -> Result<T, ApiError> {
         if self.0.is_empty() {
