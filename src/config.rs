@@ -96,6 +96,12 @@ pub struct Config {
     /// How long an asset's current view may be served from the cache
     /// without an invalidation (the staleness bound while Redis is down).
     pub asset_cache_ttl: Duration,
+    /// The directory of declarative compliance rules (`RULES_DIR`; by
+    /// default `rules` when that directory exists). An invalid file stops
+    /// the start.
+    pub rules_dir: Option<std::path::PathBuf>,
+    /// Compliance runs per minute per user (API.md: the 7th is 429).
+    pub compliance_runs_per_minute: u32,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -174,6 +180,11 @@ impl Config {
             auth_rate_limit_per_minute: parsed("AUTH_RATE_LIMIT_PER_MINUTE", 10)?,
             auth_cache_ttl: Duration::from_millis(parsed("AUTH_CACHE_TTL_MS", 2000)?),
             asset_cache_ttl: Duration::from_millis(parsed("ASSET_CACHE_TTL_MS", 2000)?),
+            rules_dir: var("RULES_DIR").map(std::path::PathBuf::from).or_else(|| {
+                let default = std::path::PathBuf::from("rules");
+                default.is_dir().then_some(default)
+            }),
+            compliance_runs_per_minute: parsed("COMPLIANCE_RUNS_PER_MINUTE", 6)?,
         })
     }
 
@@ -213,6 +224,10 @@ impl Config {
             auth_rate_limit_per_minute: 1000,
             auth_cache_ttl: Duration::from_secs(2),
             asset_cache_ttl: Duration::from_secs(2),
+            // The built-in rules only; tests of declarative rules set a
+            // directory of their own.
+            rules_dir: None,
+            compliance_runs_per_minute: 6,
         }
     }
 }

@@ -42,6 +42,9 @@ impl Application {
     /// Connects, migrates, starts the projections, creates the bootstrap
     /// admin when configured, and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // First: a rule file that does not load stops the start before
+        // anything else happens (SPEC section 4).
+        let rules = crate::compliance::load_rules(config.rules_dir.as_deref())?;
         let pool = connect(&config).await?;
         migrate(&pool).await?;
         let runtime = ProjectionRuntime::new(
@@ -115,6 +118,7 @@ impl Application {
             limiter,
             access,
             asset_views,
+            rules,
         });
         crate::demo::ensure_bootstrap_admin(&state).await?;
         Ok(Self {

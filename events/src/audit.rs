@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::cmdb::{self, AssetEvent, DependencyEvent, TagEvent};
+use crate::compliance;
 use crate::session::{self, SessionEvent};
 use crate::user::{self, UserEvent};
 
@@ -46,6 +47,7 @@ pub fn describe(aggregate_type: &str, event_type: &str, payload: &Value) -> Audi
         cmdb::DEPENDENCY => DependencyEvent::deserialize(payload)
             .ok()
             .map(|event| describe_dependency(&event)),
+        compliance::COMPLIANCE_RUN => Some(describe_compliance(event_type, payload)),
         _ => None,
     };
     known.unwrap_or_else(|| AuditFacts {
@@ -53,6 +55,55 @@ pub fn describe(aggregate_type: &str, event_type: &str, payload: &Value) -> Audi
         before: None,
         after: None,
     })
+}
+
+/// A run's events. The results batches reach the audit projection without
+/// their payload (it is read in SQL by the compliance projection only), so
+/// they are described by type: the timeline says results were recorded,
+/// the log and the per-asset results say which.
+fn describe_compliance(event_type: &str, payload: &Value) -> AuditFacts {
+    let after = match compliance::ComplianceEvent::deserialize(payload) {
+        Ok(compliance::ComplianceEvent::ComplianceRunStarted {
+            triggered_by_id,
+            evaluated_at,
+            ruleset_hash,
+            total_assets,
+            ..
+        }) => Some(json!({
+            "triggered_by_id": triggered_by_id,
+            "event_position": evaluated_at.position,
+            "ruleset_hash": ruleset_hash,
+            "total_assets": total_assets,
+        })),
+        Ok(compliance::ComplianceEvent::ComplianceRunCompleted {
+            total_assets,
+            org_score,
+            passed_count,
+            failed_count,
+            not_applicable_count,
+            severity_failing,
+            ..
+        }) => Some(json!({
+            "total_assets": total_assets,
+            "org_score": org_score,
+            "passed_count": passed_count,
+            "failed_count": failed_count,
+            "not_applicable_count": not_applicable_count,
+            "severity_failing": severity_failing,
+        })),
+        _ => None,
+    };
+    let action = match event_type {
+        "ComplianceRunStarted" => "compliance.run_started",
+        "ComplianceResultsRecorded" => "compliance.results_recorded",
+        "ComplianceRunCompleted" => "compliance.run_completed",
+        _ => "compliance.unknown",
+    };
+    AuditFacts {
+        action: action.into(),
+        before: None,
+        after,
+    }
 }
 
 fn describe_user(event: &UserEvent) -> AuditFacts {

@@ -32,6 +32,9 @@ pub const EVENT_CATALOG: &[(&str, &str, &str)] = &[
     ("tag", "TagDeleted", "1.0"),
     ("dependency", "DependencyAdded", "1.0"),
     ("dependency", "DependencyRemoved", "1.0"),
+    ("compliance_run", "ComplianceRunStarted", "1.0"),
+    ("compliance_run", "ComplianceResultsRecorded", "1.0"),
+    ("compliance_run", "ComplianceRunCompleted", "1.0"),
 ];
 
 /// Event payload keys that hold secrets. They are stored (the log is the
@@ -95,6 +98,9 @@ mod tests {
             ("tag", "TagDeleted", "1.0"),
             ("dependency", "DependencyAdded", "1.0"),
             ("dependency", "DependencyRemoved", "1.0"),
+            ("compliance_run", "ComplianceRunStarted", "1.0"),
+            ("compliance_run", "ComplianceResultsRecorded", "1.0"),
+            ("compliance_run", "ComplianceRunCompleted", "1.0"),
         ];
         assert_eq!(EVENT_CATALOG, golden);
     }
@@ -221,6 +227,40 @@ mod tests {
             ]
             .iter()
             .map(|event| ("dependency", event.event_type(), event.event_version())),
+        )
+        .chain(
+            {
+                use crate::compliance::{ComplianceEvent, EvaluatedAt, SeverityCounts};
+                [
+                    ComplianceEvent::ComplianceRunStarted {
+                        run_id: Uuid::nil(),
+                        triggered_by_id: Uuid::nil(),
+                        started_at: OffsetDateTime::UNIX_EPOCH,
+                        evaluated_at: EvaluatedAt {
+                            transaction_id: 0,
+                            position: 0,
+                        },
+                        ruleset_hash: String::new(),
+                        rules: Vec::new(),
+                        total_assets: 0,
+                    },
+                    ComplianceEvent::ComplianceResultsRecorded {
+                        batch: 1,
+                        assets: Vec::new(),
+                    },
+                    ComplianceEvent::ComplianceRunCompleted {
+                        finished_at: OffsetDateTime::UNIX_EPOCH,
+                        total_assets: 0,
+                        org_score: 100.0,
+                        passed_count: 0,
+                        failed_count: 0,
+                        not_applicable_count: 0,
+                        severity_failing: SeverityCounts::default(),
+                    },
+                ]
+            }
+            .iter()
+            .map(|event| ("compliance_run", event.event_type(), event.event_version())),
         )
         .collect();
         assert_eq!(

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod cmdb;
+pub mod compliance;
 pub mod metadata;
 pub mod session;
 pub mod user;

@@ -12,6 +12,7 @@
 
 pub mod audit_timeline;
 pub mod cmdb;
+pub mod compliance;
 pub mod projection;
 pub mod rebuild;
 pub mod runtime;
@@ -42,5 +43,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(cmdb::TagsProjection),
         Arc::new(cmdb::DependenciesProjection),
         Arc::new(cmdb::CheckoutsProjection),
+        Arc::new(compliance::ComplianceProjection),
     ]
 }

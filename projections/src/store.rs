@@ -57,8 +57,17 @@ impl StoredEvent {
 }
 
 /// The columns of [`StoredEvent`], for every reader of the log.
+///
+/// The payload of a `ComplianceResultsRecorded` event (up to a few hundred
+/// KiB of results) comes back as JSON `null`: every projection runner reads
+/// every batch, and decoding a 10,000-asset run into `serde_json::Value`
+/// trees would cost each of them hundreds of MiB. The one projection that
+/// needs those results reads them inside PostgreSQL, from `events`
+/// (see [`crate::compliance`]).
 pub const STORED_EVENT_COLUMNS: &str = "global_position, transaction_id::text::bigint as transaction_id, \
-     aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
+     aggregate_type, aggregate_id, sequence, event_type, event_version, \
+     case when event_type = 'ComplianceResultsRecorded' then 'null'::jsonb else payload end as payload, \
+     metadata, recorded_at";
 
 /// Up to `limit` settled events after `after`, in global order.
 ///

@@ -151,6 +151,11 @@ impl Asset {
         self.registered
     }
 
+    /// Whether the asset was deleted (its history stays readable).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
+
     /// The short code it was registered with.
     pub fn short_code(&self) -> &str {
         &self.short_code

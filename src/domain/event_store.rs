@@ -84,6 +84,53 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
     }
 }
 
+impl EventRepository {
+    /// Appends the events of a new stream whose payloads are already JSON
+    /// text (`(event_type, event_version, payload)`), at sequences 1, 2, …
+    /// in one statement (all or none). For
+    /// streams written once and too large to pass through cqrs-es as
+    /// `serde_json::Value` trees (a compliance run, ADR 0002). A stream that
+    /// already exists is the usual optimistic-concurrency conflict.
+    pub async fn append_new_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        events: &[(&str, &str, &str)],
+        metadata: &Value,
+    ) -> Result<Option<LogPosition>, PersistenceError> {
+        let event_types: Vec<&str> = events.iter().map(|event| event.0).collect();
+        let event_versions: Vec<&str> = events.iter().map(|event| event.1).collect();
+        let payloads: Vec<&str> = events.iter().map(|event| event.2).collect();
+        let started = std::time::Instant::now();
+        let appended: Result<Vec<(i64, i64)>, PersistenceError> = sqlx::query_as(
+            "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             select $1, $2, appended.sequence, appended.event_type, appended.event_version, appended.payload::jsonb, $6 \
+             from unnest($3::text[], $4::text[], $5::text[]) \
+                  with ordinality as appended(event_type, event_version, payload, sequence) \
+             returning transaction_id::text::bigint, global_position",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(event_types)
+        .bind(event_versions)
+        .bind(payloads)
+        .bind(metadata)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(persistence_error);
+        APPENDS.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        APPEND_NANOS.fetch_add(nanos, Ordering::Relaxed);
+        Ok(appended?
+            .into_iter()
+            .map(|(transaction_id, position)| LogPosition {
+                transaction_id,
+                position,
+            })
+            .max())
+    }
+}
+
 impl PersistedEventRepository for EventRepository {
     async fn get_events<A: Aggregate>(
         &self,

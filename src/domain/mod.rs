@@ -7,6 +7,7 @@
 //! its read models (read-your-writes) and return `X-Event-Position`.
 
 pub mod asset;
+pub mod compliance_run;
 pub mod dependency;
 pub mod event_store;
 pub mod session;
@@ -164,6 +165,33 @@ impl Commands {
             capture_appended(self.repository.persist::<A>(&events, None)).await;
         result.map_err(AggregateError::from)?;
         Ok(appended)
+    }
+
+    /// Records a finished compliance run: its whole stream in one append.
+    pub async fn record_compliance_run(
+        &self,
+        run_id: uuid::Uuid,
+        events: &[compliance_run::SerializedRunEvent],
+        metadata: EventMetadata,
+    ) -> Result<Option<LogPosition>, cqrs_es::persist::PersistenceError> {
+        let metadata = serde_json::to_value(metadata.to_map())
+            .map_err(|error| cqrs_es::persist::PersistenceError::UnknownError(Box::new(error)))?;
+        let events: Vec<(&str, &str, &str)> = events
+            .iter()
+            .map(|event| (
+                    event.event_type.as_str(),
+                    event.event_version.as_str(),
+                    event.payload.as_str(),
+                ))
+            .collect();
+        self.repository
+            .append_new_stream(
+                sentryops_events::compliance::COMPLIANCE_RUN,
+                &run_id.to_string(),
+                &events,
+                &metadata,
+            )
+            .await
     }
 
     /// Runs `command` against the tag `tag_id`.

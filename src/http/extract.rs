@@ -178,3 +178,31 @@ impl FromRequestParts<AppState> for Operator {
         }
     }
 }
+
+/// An authenticated auditor or administrator (the "auditor, admin" floor
+/// of API.md: reading the raw log, re-verifying runs): 401 without valid
+/// credentials, 403 for viewers and operators.
+#[derive(Debug, Clone)]
+pub struct Auditor {
+    pub user_id: uuid::Uuid,
+    pub actor: Actor,
+}
+
+impl FromRequestParts<AppState> for Auditor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Authenticated::from_request_parts(parts, state).await?;
+        if matches!(caller.role, Role::Auditor | Role::Admin) {
+            Ok(Auditor {
+                user_id: caller.user_id,
+                actor: caller.actor,
+            })
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}

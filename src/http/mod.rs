@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cmdb;
+pub mod compliance;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -56,6 +57,8 @@ pub struct AppStateInner {
     pub access: crate::auth::access::AccessCache,
     /// The cached current views of assets.
     pub asset_views: cmdb::cache::AssetViewCache,
+    /// The compliance rules in force.
+    pub rules: crate::compliance::RuleSet,
 }
 
 impl std::ops::Deref for AppState {
@@ -119,6 +122,8 @@ pub enum Floor {
     Operator,
     /// Admins only.
     Admin,
+    /// Auditors and admins (reading the raw log, verifying runs).
+    Auditor,
 }
 
 /// Every route with its floor: `(method, path, floor)`.
@@ -191,6 +196,20 @@ pub const ROUTE_FLOORS: &[(&str, &str, Floor)] = &[
     ),
     ("GET", "/api/v1/checkouts/{asset_id}/holder", Floor::Any),
     ("GET", "/api/v1/checkouts/{asset_id}/history", Floor::Any),
+    ("GET", "/api/v1/compliance/rules", Floor::Any),
+    ("POST", "/api/v1/compliance/runs", Floor::Operator),
+    ("GET", "/api/v1/compliance/runs", Floor::Any),
+    ("GET", "/api/v1/compliance/runs/latest", Floor::Any),
+    ("POST", "/api/v1/compliance/runs/{id}/verify", Floor::Auditor),
+    ("GET", "/api/v1/compliance/score", Floor::Any),
+    ("GET", "/api/v1/compliance/drift", Floor::Any),
+    ("GET", "/api/v1/compliance/newly-failing", Floor::Any),
+    (
+        "GET",
+        "/api/v1/compliance/assets/{asset_id}/results",
+        Floor::Any,
+    ),
+    ("GET", "/api/v1/compliance/report", Floor::Any),
 ];
 
 /// The API routes, without middleware.
@@ -217,6 +236,28 @@ fn routes() -> Router<AppState> {
         .route("/api/v1/auth/sessions/revoke-all", post(auth::revoke_all))
         .route("/api/v1/users/me/password", post(auth::change_password))
         .merge(cmdb_routes())
+        .merge(compliance_routes())
+}
+
+/// The compliance routes (API.md "Compliance").
+fn compliance_routes() -> Router<AppState> {
+    use compliance as c;
+    Router::new()
+        .route("/api/v1/compliance/rules", get(c::rules))
+        .route(
+            "/api/v1/compliance/runs",
+            get(c::list_runs).post(c::start_run),
+        )
+        .route("/api/v1/compliance/runs/latest", get(c::latest_run))
+        .route("/api/v1/compliance/runs/{id}/verify", post(c::verify))
+        .route("/api/v1/compliance/score", get(c::score))
+        .route("/api/v1/compliance/drift", get(c::drift))
+        .route("/api/v1/compliance/newly-failing", get(c::newly_failing))
+        .route(
+            "/api/v1/compliance/assets/{asset_id}/results",
+            get(c::asset_results),
+        )
+        .route("/api/v1/compliance/report", get(c::report))
 }
 
 /// The CMDB routes (API.md "CMDB").

@@ -36,6 +36,7 @@ fn allowed(floor: Floor, role: &str) -> bool {
         Floor::Public | Floor::Any => true,
         Floor::Operator => role == "operator" || role == "admin",
         Floor::Admin => role == "admin",
+        Floor::Auditor => role == "auditor" || role == "admin",
     }
 }
 

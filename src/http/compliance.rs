@@ -1,0 +1,469 @@
+//! The compliance endpoints (API.md "Compliance"): rules, runs, score,
+//! drift, newly-failing, per-asset results, the report, and the
+//! re-verification of a run from the log.
+//!
+//! Runs are recorded as events ([`crate::compliance::run`]); every read
+//! here comes from the `compliance` projection, which only shows completed
+//! runs.
+
+use axum::extract::State;
+use sentryops_events::compliance::{Severity, SeverityCounts};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::audit::page_bounds;
+use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery, Auditor, Authenticated, Operator, RequestContext};
+use super::response::{Answer, Page};
+use super::AppState;
+use crate::compliance::{run, RuleInfo};
+use crate::ratelimit::{Decision, Limit};
+
+/// Pagination only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /api/v1/compliance/rules`: built-in rules first, then the
+/// declarative ones.
+pub async fn rules(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Answer<Page<RuleInfo>>, ApiError> {
+    let (limit, offset) = page_bounds(query.limit, query.offset)?;
+    let all = state.rules.rules();
+    let items = all
+        .iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(0))
+        .map(|rule| rule.info().clone())
+        .collect();
+    Ok(Answer::ok(Page {
+        items,
+        total: i64::try_from(all.len()).unwrap_or(i64::MAX),
+        limit,
+        offset,
+    }))
+}
+
+/// A run as API.md shows it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct RunView {
+    id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    finished_at: Option<OffsetDateTime>,
+    triggered_by_id: Uuid,
+    total_assets: i64,
+    org_score: f64,
+    passed_count: i64,
+    failed_count: i64,
+    not_applicable_count: i64,
+    severity_failing: Json<SeverityCounts>,
+    event_position: i64,
+    ruleset_hash: String,
+}
+
+const RUN_COLUMNS: &str = "run_id as id, started_at, finished_at, triggered_by_id, total_assets, \
+     org_score, passed_count, failed_count, not_applicable_count, severity_failing, event_position, \
+     ruleset_hash";
+
+/// Newest first.
+const NEWEST_FIRST: &str = "order by started_at desc, recorded_position desc";
+
+async fn run_by_id(state: &AppState, id: Uuid) -> Result<Option<RunView>, ApiError> {
+    Ok(sqlx::query_as(&format!(
+        "select {RUN_COLUMNS} from compliance_runs where run_id = $1 and completed"
+    ))
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?)
+}
+
+/// The newest completed runs, newest first.
+async fn newest_runs(state: &AppState, limit: i64, offset: i64) -> Result<Vec<RunView>, ApiError> {
+    Ok(sqlx::query_as(&format!(
+        "select {RUN_COLUMNS} from compliance_runs where completed {NEWEST_FIRST} limit $1 offset $2"
+    ))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.pool)
+    .await?)
+}
+
+/// `POST /api/v1/compliance/runs`: evaluates every rule on every asset as
+/// of now and records the run; 201 with the run. Limited per user.
+pub async fn start_run(
+    State(state): State<AppState>,
+    operator: Operator,
+    context: RequestContext,
+) -> Result<Answer<RunView>, ApiError> {
+    let limit = Limit {
+        name: "compliance_runs",
+        limit: state.config.compliance_runs_per_minute,
+        period: std::time::Duration::from_secs(60),
+    };
+    let key = format!("user:{}", operator.user_id);
+    if let Decision::Limited { retry_after, limit } = state.limiter.check(limit, &key).await {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
+            limit,
+        });
+    }
+    let recorded = run::run(
+        &state.pool,
+        &state.commands,
+        &state.rules,
+        operator.user_id,
+        context.metadata(operator.actor),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    if let Some(position) = recorded.position {
+        state.await_read_models(position).await;
+    }
+    let view = run_by_id(&state, recorded.run_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the run's read model lags")))?;
+    Ok(Answer::created(view, recorded.position))
+}
+
+/// `GET /api/v1/compliance/runs`: newest first.
+pub async fn list_runs(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Answer<Page<RunView>>, ApiError> {
+    let (limit, offset) = page_bounds(query.limit, query.offset)?;
+    let items = newest_runs(&state, limit, offset).await?;
+    let total: i64 = sqlx::query_scalar("select count(*) from compliance_runs where completed")
+        .fetch_one(&state.pool)
+        .await?;
+    Ok(Answer::ok(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// `GET /api/v1/compliance/runs/latest`: 404 when there is none.
+pub async fn latest_run(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+) -> Result<Answer<RunView>, ApiError> {
+    let latest = newest_runs(&state, 1, 0).await?.into_iter().next();
+    Ok(Answer::ok(latest.ok_or(ApiError::NotFound("compliance run"))?))
+}
+
+/// The organization's score.
+#[derive(Debug, Serialize)]
+pub struct ScoreView {
+    org_score: f64,
+    run_id: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    started_at: Option<OffsetDateTime>,
+    total_assets: i64,
+    severity_failing: SeverityCounts,
+}
+
+/// `GET /api/v1/compliance/score`: of the latest run; 100 without one.
+pub async fn score(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+) -> Result<Answer<ScoreView>, ApiError> {
+    let latest = newest_runs(&state, 1, 0).await?.into_iter().next();
+    Ok(Answer::ok(match latest {
+        Some(run) => ScoreView {
+            org_score: run.org_score,
+            run_id: Some(run.id),
+            started_at: Some(run.started_at),
+            total_assets: run.total_assets,
+            severity_failing: run.severity_failing.0,
+        },
+        None => ScoreView {
+            org_score: 100.0,
+            run_id: None,
+            started_at: None,
+            total_assets: 0,
+            severity_failing: SeverityCounts::default(),
+        },
+    }))
+}
+
+/// Query of `GET /api/v1/compliance/drift`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftQuery {
+    limit: Option<i64>,
+}
+
+/// One point of the drift series.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct DriftPoint {
+    run_id: Uuid,
+    org_score: f64,
+    #[serde(with = "time::serde::rfc3339")]
+    started_at: OffsetDateTime,
+    severity_failing: Json<SeverityCounts>,
+}
+
+/// `GET /api/v1/compliance/drift`: the newest `limit` runs, oldest first.
+pub async fn drift(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    ApiQuery(query): ApiQuery<DriftQuery>,
+) -> Result<Answer<Page<DriftPoint>>, ApiError> {
+    let (limit, offset) = page_bounds(query.limit, None)?;
+    let items = sqlx::query_as(&format!(
+        "select * from (select run_id, org_score, started_at, severity_failing, recorded_position \
+             from compliance_runs where completed {NEWEST_FIRST} limit $1) newest \
+         order by started_at, recorded_position"
+    ))
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar("select count(*) from compliance_runs where completed")
+        .fetch_one(&state.pool)
+        .await?;
+    Ok(Answer::ok(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// A failing result in the latest run that was not failing in the one
+/// before.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct NewlyFailing {
+    asset_id: Uuid,
+    asset_name: String,
+    rule_id: String,
+    severity: Severity,
+    evidence: Value,
+}
+
+/// `GET /api/v1/compliance/newly-failing`.
+#[derive(Debug, Serialize)]
+pub struct NewlyFailingView {
+    run_id: Option<Uuid>,
+    previous_run_id: Option<Uuid>,
+    items: Vec<NewlyFailing>,
+    total: i64,
+}
+
+/// `GET /api/v1/compliance/newly-failing`: (asset, rule) pairs failing in
+/// the latest run and not in the previous one (with one run, all its
+/// failures; with none, nothing).
+pub async fn newly_failing(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+) -> Result<Answer<NewlyFailingView>, ApiError> {
+    let runs = newest_runs(&state, 2, 0).await?;
+    let (Some(latest), previous) = (runs.first(), runs.get(1)) else {
+        return Ok(Answer::ok(NewlyFailingView {
+            run_id: None,
+            previous_run_id: None,
+            items: Vec::new(),
+            total: 0,
+        }));
+    };
+    let rows: Vec<(Uuid, String, Json<Value>)> = sqlx::query_as(
+        "select latest.asset_id, latest.asset_name, result \
+         from compliance_asset_results latest \
+         cross join lateral jsonb_array_elements(latest.results) as result \
+         left join compliance_asset_results previous \
+                on previous.run_id = $2 and previous.asset_id = latest.asset_id \
+         where latest.run_id = $1 and result->>'status' = 'fail' \
+           and not (coalesce(previous.failing_rules, '{}') @> array[result->>'rule_id']) \
+         order by latest.asset_name, latest.asset_id, result->>'rule_id'",
+    )
+    .bind(latest.id)
+    .bind(previous.map(|run| run.id))
+    .fetch_all(&state.pool)
+    .await?;
+    let items: Vec<NewlyFailing> = rows
+        .into_iter()
+        .filter_map(|(asset_id, asset_name, Json(result))| {
+            Some(NewlyFailing {
+                asset_id,
+                asset_name,
+                rule_id: result.get("rule_id")?.as_str()?.to_string(),
+                severity: serde_json::from_value(result.get("severity")?.clone()).ok()?,
+                evidence: result.get("evidence").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Answer::ok(NewlyFailingView {
+        run_id: Some(latest.id),
+        previous_run_id: previous.map(|run| run.id),
+        total: i64::try_from(items.len()).unwrap_or(i64::MAX),
+        items,
+    }))
+}
+
+/// One asset's results in the latest run.
+#[derive(Debug, Serialize)]
+pub struct AssetResultsView {
+    run_id: Uuid,
+    asset_id: Uuid,
+    asset_name: String,
+    score: f64,
+    items: Value,
+    total: i64,
+}
+
+/// `GET /api/v1/compliance/assets/{asset_id}/results`: 404 when there is
+/// no run, or the latest did not evaluate the asset.
+pub async fn asset_results(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    ApiPath(asset_id): ApiPath<Uuid>,
+) -> Result<Answer<AssetResultsView>, ApiError> {
+    let latest = newest_runs(&state, 1, 0)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(ApiError::NotFound("compliance run"))?;
+    let row: Option<(String, f64, Json<Value>)> = sqlx::query_as(
+        "select asset_name, score, results from compliance_asset_results \
+         where run_id = $1 and asset_id = $2",
+    )
+    .bind(latest.id)
+    .bind(asset_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (asset_name, score, Json(items)) =
+        row.ok_or(ApiError::NotFound("compliance results for the asset"))?;
+    Ok(Answer::ok(AssetResultsView {
+        run_id: latest.id,
+        asset_id,
+        asset_name,
+        score,
+        total: items
+            .as_array()
+            .map_or(0, |all| i64::try_from(all.len()).unwrap_or(i64::MAX)),
+        items,
+    }))
+}
+
+/// Query of `GET /api/v1/compliance/report`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    run_id: Option<Uuid>,
+}
+
+/// An asset's line in the report.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct ReportAsset {
+    asset_id: Uuid,
+    asset_name: String,
+    score: f64,
+    passed: i32,
+    failed: i32,
+    not_applicable: i32,
+}
+
+/// A failing control in the report.
+#[derive(Debug, Serialize)]
+pub struct FailingControl {
+    rule_id: String,
+    title: String,
+    framework: String,
+    control: String,
+    severity: Severity,
+    failing_assets: i64,
+    /// Severity weight × failing assets: what fixing it is worth.
+    weight: i64,
+}
+
+/// `GET /api/v1/compliance/report`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    run: RunView,
+    /// Lowest score first.
+    assets: Vec<ReportAsset>,
+    /// Heaviest first.
+    failing_controls: Vec<FailingControl>,
+}
+
+/// `GET /api/v1/compliance/report`: of `run_id`, or of the latest run; 404
+/// when there is no such run.
+pub async fn report(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    ApiQuery(query): ApiQuery<ReportQuery>,
+) -> Result<Answer<Report>, ApiError> {
+    let run = match query.run_id {
+        Some(id) => run_by_id(&state, id).await?,
+        None => newest_runs(&state, 1, 0).await?.into_iter().next(),
+    }
+    .ok_or(ApiError::NotFound("compliance run"))?;
+    let assets: Vec<ReportAsset> = sqlx::query_as(
+        "select asset_id, asset_name, score, passed, failed, not_applicable \
+         from compliance_asset_results where run_id = $1 order by score, asset_id",
+    )
+    .bind(run.id)
+    .fetch_all(&state.pool)
+    .await?;
+    let rules: Option<Json<Vec<sentryops_events::compliance::RuleRef>>> =
+        sqlx::query_scalar("select rules from compliance_runs where run_id = $1")
+            .bind(run.id)
+            .fetch_optional(&state.pool)
+            .await?;
+    let failing: Vec<(String, i64)> = sqlx::query_as(
+        "select rule_id, count(*) from compliance_asset_results, unnest(failing_rules) as rule_id \
+         where run_id = $1 group by rule_id",
+    )
+    .bind(run.id)
+    .fetch_all(&state.pool)
+    .await?;
+    let rules = rules.map(|Json(rules)| rules).unwrap_or_default();
+    let mut failing_controls: Vec<FailingControl> = failing
+        .into_iter()
+        .filter_map(|(rule_id, failing_assets)| {
+            let rule = rules.iter().find(|rule| rule.id == rule_id)?;
+            Some(FailingControl {
+                title: rule.title.clone(),
+                framework: rule.framework.clone(),
+                control: rule.control.clone(),
+                severity: rule.severity,
+                weight: i64::from(rule.severity.weight()) * failing_assets,
+                failing_assets,
+                rule_id,
+            })
+        })
+        .collect();
+    failing_controls.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.rule_id.cmp(&b.rule_id)));
+    Ok(Answer::ok(Report {
+        run,
+        assets,
+        failing_controls,
+    }))
+}
+
+/// `POST /api/v1/compliance/runs/{id}/verify` (auditor, admin): folds the
+/// CMDB from the log at the run's position, re-evaluates with today's
+/// rules at the run's clock, and compares with the recorded results.
+pub async fn verify(
+    State(state): State<AppState>,
+    _auditor: Auditor,
+    ApiPath(run_id): ApiPath<Uuid>,
+) -> Result<Answer<run::Verification>, ApiError> {
+    let verification = run::verify(&state.pool, &state.rules, run_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound("compliance run"))?;
+    Ok(Answer::ok(verification))
+}
