@@ -168,7 +168,10 @@ pub enum ComplianceEvent {
         total_assets: u64,
     },
     /// Results for up to [`RESULTS_PER_EVENT`] assets.
-    ComplianceResultsRecorded { batch: u32, assets: Vec<AssetResults> },
+    ComplianceResultsRecorded {
+        batch: u32,
+        assets: Vec<AssetResults>,
+    },
     /// The run's totals.
     ComplianceRunCompleted {
         #[serde(with = "time::serde::rfc3339")]

@@ -62,55 +62,92 @@ impl Check {
 
     fn evaluate(self, subject: &Subject<'_>) -> Outcome {
         match self {
-            Check::Flag { key, pass_when } => {
-                judged(subject, key, &pass_when.to_string(), values::boolean, "not a boolean", |flag| {
-                    (flag == pass_when, format!("{key} is {flag}"))
-                })
-            }
-            Check::AtMost { key, limit } => {
-                judged(subject, key, &format!("<= {limit}"), values::number, "not a number", |n| {
-                    (n <= limit, format!("{key} is {n}"))
-                })
-            }
-            Check::AtLeast { key, limit } => {
-                judged(subject, key, &format!(">= {limit}"), values::number, "not a number", |n| {
-                    (n >= limit, format!("{key} is {n}"))
-                })
-            }
+            Check::Flag { key, pass_when } => judged(
+                subject,
+                key,
+                &pass_when.to_string(),
+                values::boolean,
+                "not a boolean",
+                |flag| (flag == pass_when, format!("{key} is {flag}")),
+            ),
+            Check::AtMost { key, limit } => judged(
+                subject,
+                key,
+                &format!("<= {limit}"),
+                values::number,
+                "not a number",
+                |n| (n <= limit, format!("{key} is {n}")),
+            ),
+            Check::AtLeast { key, limit } => judged(
+                subject,
+                key,
+                &format!(">= {limit}"),
+                values::number,
+                "not a number",
+                |n| (n >= limit, format!("{key} is {n}")),
+            ),
             Check::AgeAtMost { key, days } => {
                 let expected = format!("at most {days} days before the run");
-                judged(subject, key, &expected, values::moment, "not a date", |moment| {
-                    let age = values::days_between(moment, subject.now);
-                    (age <= days, format!("{age:.2} days before the run"))
-                })
+                judged(
+                    subject,
+                    key,
+                    &expected,
+                    values::moment,
+                    "not a date",
+                    |moment| {
+                        let age = values::days_between(moment, subject.now);
+                        (age <= days, format!("{age:.2} days before the run"))
+                    },
+                )
             }
             Check::AgeUnder { key, days } => {
                 let expected = format!("less than {days} days before the run");
-                judged(subject, key, &expected, values::moment, "not a date", |moment| {
-                    let age = values::days_between(moment, subject.now);
-                    (age < days, format!("{age:.2} days before the run"))
-                })
+                judged(
+                    subject,
+                    key,
+                    &expected,
+                    values::moment,
+                    "not a date",
+                    |moment| {
+                        let age = values::days_between(moment, subject.now);
+                        (age < days, format!("{age:.2} days before the run"))
+                    },
+                )
             }
             Check::AtLeastDaysAway { key, days } => {
                 let expected = format!("at least {days} days after the run");
-                judged(subject, key, &expected, values::moment, "not a date", |moment| {
-                    let left = values::days_between(subject.now, moment);
-                    (left >= days, format!("{left:.2} days after the run"))
-                })
+                judged(
+                    subject,
+                    key,
+                    &expected,
+                    values::moment,
+                    "not a date",
+                    |moment| {
+                        let left = values::days_between(subject.now, moment);
+                        (left >= days, format!("{left:.2} days after the run"))
+                    },
+                )
             }
             Check::NoHighRiskPorts { key } => {
                 let expected = format!("none of {HIGH_RISK_PORTS:?}");
-                judged(subject, key, &expected, values::ports, "not a list of ports", |ports| {
-                    let risky: Vec<u16> = ports
-                        .into_iter()
-                        .filter(|port| HIGH_RISK_PORTS.contains(port))
-                        .collect();
-                    if risky.is_empty() {
-                        (true, "no high-risk port is open".to_string())
-                    } else {
-                        (false, format!("high-risk ports open: {risky:?}"))
-                    }
-                })
+                judged(
+                    subject,
+                    key,
+                    &expected,
+                    values::ports,
+                    "not a list of ports",
+                    |ports| {
+                        let risky: Vec<u16> = ports
+                            .into_iter()
+                            .filter(|port| HIGH_RISK_PORTS.contains(port))
+                            .collect();
+                        if risky.is_empty() {
+                            (true, "no high-risk port is open".to_string())
+                        } else {
+                            (false, format!("high-risk ports open: {risky:?}"))
+                        }
+                    },
+                )
             }
             Check::OwnerMfa => {
                 let attribute = None;
@@ -178,7 +215,13 @@ fn judged<T>(
 ) -> Outcome {
     let Some(value) = subject.asset.attributes.get(key) else {
         let reason = format!("{key} is missing");
-        return Outcome::new(ResultStatus::NotApplicable, Some(key), Value::Null, expected, reason);
+        return Outcome::new(
+            ResultStatus::NotApplicable,
+            Some(key),
+            Value::Null,
+            expected,
+            reason,
+        );
     };
     match parse(value) {
         Some(parsed) => {
@@ -187,7 +230,13 @@ fn judged<T>(
         }
         None => {
             let reason = format!("{key} is {kind}");
-            Outcome::new(ResultStatus::NotApplicable, Some(key), value.clone(), expected, reason)
+            Outcome::new(
+                ResultStatus::NotApplicable,
+                Some(key),
+                value.clone(),
+                expected,
+                reason,
+            )
         }
     }
 }
@@ -447,7 +496,11 @@ mod tests {
     /// `rule_id` on an asset with `attributes` (no owner).
     fn judge(rule_id: &str, attributes: Value) -> Outcome {
         let asset = asset(attributes, None);
-        rule(rule_id).evaluate(&Subject { asset: &asset, owner: None, now: NOW })
+        rule(rule_id).evaluate(&Subject {
+            asset: &asset,
+            owner: None,
+            now: NOW,
+        })
     }
 
     fn status_of(rule_id: &str, attributes: Value) -> ResultStatus {
@@ -455,7 +508,11 @@ mod tests {
     }
 
     fn iso(moment: OffsetDateTime) -> Value {
-        Value::from(moment.format(&time::format_description::well_known::Rfc3339).expect("formats"))
+        Value::from(
+            moment
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("formats"),
+        )
     }
 
     use ResultStatus::{Fail, NotApplicable, Pass};
@@ -482,7 +539,13 @@ mod tests {
         ];
         let actual: Vec<(String, Severity, String)> = rules()
             .iter()
-            .map(|rule| (rule.info().id.clone(), rule.info().severity, rule.info().control.clone()))
+            .map(|rule| {
+                (
+                    rule.info().id.clone(),
+                    rule.info().severity,
+                    rule.info().control.clone(),
+                )
+            })
             .collect();
         let expected: Vec<(String, Severity, String)> = expected
             .iter()
@@ -493,17 +556,54 @@ mod tests {
 
     #[test]
     fn boolean_rules_read_every_spelling_and_a_missing_or_odd_value_is_not_applicable() {
-        for yes in [json!(true), json!(1), json!("yes"), json!("on"), json!("enabled"), json!("TRUE")] {
-            assert_eq!(status_of("disk-encryption", json!({"disk_encrypted": yes})), Pass, "{yes}");
+        for yes in [
+            json!(true),
+            json!(1),
+            json!("yes"),
+            json!("on"),
+            json!("enabled"),
+            json!("TRUE"),
+        ] {
+            assert_eq!(
+                status_of("disk-encryption", json!({"disk_encrypted": yes})),
+                Pass,
+                "{yes}"
+            );
         }
-        for no in [json!(false), json!(0), json!("no"), json!("off"), json!("disabled"), json!("False")] {
-            assert_eq!(status_of("disk-encryption", json!({"disk_encrypted": no})), Fail, "{no}");
+        for no in [
+            json!(false),
+            json!(0),
+            json!("no"),
+            json!("off"),
+            json!("disabled"),
+            json!("False"),
+        ] {
+            assert_eq!(
+                status_of("disk-encryption", json!({"disk_encrypted": no})),
+                Fail,
+                "{no}"
+            );
         }
         assert_eq!(status_of("disk-encryption", json!({})), NotApplicable);
-        assert_eq!(status_of("disk-encryption", json!({"disk_encrypted": "probably"})), NotApplicable);
+        assert_eq!(
+            status_of("disk-encryption", json!({"disk_encrypted": "probably"})),
+            NotApplicable
+        );
         // Default credentials pass when absent ("false").
-        assert_eq!(status_of("no-default-credentials", json!({"has_default_credentials": "no"})), Pass);
-        assert_eq!(status_of("no-default-credentials", json!({"has_default_credentials": 1})), Fail);
+        assert_eq!(
+            status_of(
+                "no-default-credentials",
+                json!({"has_default_credentials": "no"})
+            ),
+            Pass
+        );
+        assert_eq!(
+            status_of(
+                "no-default-credentials",
+                json!({"has_default_credentials": 1})
+            ),
+            Fail
+        );
         for (rule_id, key) in [
             ("encryption-in-transit", "encryption_in_transit"),
             ("edr-present", "edr_installed"),
@@ -512,7 +612,11 @@ mod tests {
             ("firewall-enabled", "firewall_enabled"),
             ("os-supported", "os_supported"),
         ] {
-            assert_eq!(status_of(rule_id, json!({ key: "enabled" })), Pass, "{rule_id}");
+            assert_eq!(
+                status_of(rule_id, json!({ key: "enabled" })),
+                Pass,
+                "{rule_id}"
+            );
             assert_eq!(status_of(rule_id, json!({ key: "off" })), Fail, "{rule_id}");
             assert_eq!(status_of(rule_id, json!({})), NotApplicable, "{rule_id}");
         }
@@ -520,59 +624,143 @@ mod tests {
 
     #[test]
     fn numeric_thresholds_hold_at_their_boundaries() {
-        assert_eq!(status_of("password-max-age", json!({"password_max_age_days": 90})), Pass);
-        assert_eq!(status_of("password-max-age", json!({"password_max_age_days": "90"})), Pass);
-        assert_eq!(status_of("password-max-age", json!({"password_max_age_days": 91})), Fail);
-        assert_eq!(status_of("password-max-age", json!({"password_max_age_days": "a lot"})), NotApplicable);
-        assert_eq!(status_of("log-retention", json!({"log_retention_days": 30})), Pass);
-        assert_eq!(status_of("log-retention", json!({"log_retention_days": 29.5})), Fail);
+        assert_eq!(
+            status_of("password-max-age", json!({"password_max_age_days": 90})),
+            Pass
+        );
+        assert_eq!(
+            status_of("password-max-age", json!({"password_max_age_days": "90"})),
+            Pass
+        );
+        assert_eq!(
+            status_of("password-max-age", json!({"password_max_age_days": 91})),
+            Fail
+        );
+        assert_eq!(
+            status_of(
+                "password-max-age",
+                json!({"password_max_age_days": "a lot"})
+            ),
+            NotApplicable
+        );
+        assert_eq!(
+            status_of("log-retention", json!({"log_retention_days": 30})),
+            Pass
+        );
+        assert_eq!(
+            status_of("log-retention", json!({"log_retention_days": 29.5})),
+            Fail
+        );
         assert_eq!(status_of("log-retention", json!({})), NotApplicable);
     }
 
     #[test]
     fn patch_age_passes_just_under_30_days_and_fails_at_30() {
         let just_under = NOW - Duration::days(30) + Duration::seconds(1);
-        assert_eq!(status_of("patch-age", json!({"last_patched_at": iso(just_under)})), Pass);
+        assert_eq!(
+            status_of("patch-age", json!({"last_patched_at": iso(just_under)})),
+            Pass
+        );
         let at = NOW - Duration::days(30);
-        assert_eq!(status_of("patch-age", json!({"last_patched_at": iso(at)})), Fail);
+        assert_eq!(
+            status_of("patch-age", json!({"last_patched_at": iso(at)})),
+            Fail
+        );
         // Epoch seconds, as a number and as a string.
         let epoch = (NOW - Duration::days(3)).unix_timestamp();
-        assert_eq!(status_of("patch-age", json!({"last_patched_at": epoch})), Pass);
-        assert_eq!(status_of("patch-age", json!({"last_patched_at": epoch.to_string()})), Pass);
+        assert_eq!(
+            status_of("patch-age", json!({"last_patched_at": epoch})),
+            Pass
+        );
+        assert_eq!(
+            status_of("patch-age", json!({"last_patched_at": epoch.to_string()})),
+            Pass
+        );
         let old_epoch = (NOW - Duration::days(31)).unix_timestamp();
-        assert_eq!(status_of("patch-age", json!({"last_patched_at": old_epoch})), Fail);
-        assert_eq!(status_of("patch-age", json!({"last_patched_at": "last tuesday"})), NotApplicable);
+        assert_eq!(
+            status_of("patch-age", json!({"last_patched_at": old_epoch})),
+            Fail
+        );
+        assert_eq!(
+            status_of("patch-age", json!({"last_patched_at": "last tuesday"})),
+            NotApplicable
+        );
         assert_eq!(status_of("patch-age", json!({})), NotApplicable);
     }
 
     #[test]
     fn backup_recency_passes_at_7_days_and_fails_after() {
         let at = NOW - Duration::days(7);
-        assert_eq!(status_of("backup-recency", json!({"last_backup_at": iso(at)})), Pass);
+        assert_eq!(
+            status_of("backup-recency", json!({"last_backup_at": iso(at)})),
+            Pass
+        );
         let after = at - Duration::seconds(1);
-        assert_eq!(status_of("backup-recency", json!({"last_backup_at": iso(after)})), Fail);
-        assert_eq!(status_of("backup-recency", json!({"last_backup_at": "2026-11-20"})), Pass);
+        assert_eq!(
+            status_of("backup-recency", json!({"last_backup_at": iso(after)})),
+            Fail
+        );
+        assert_eq!(
+            status_of("backup-recency", json!({"last_backup_at": "2026-11-20"})),
+            Pass
+        );
     }
 
     #[test]
     fn certificate_expiry_fails_at_29_days_and_passes_at_30() {
         let in_29 = NOW + Duration::days(29);
-        assert_eq!(status_of("tls-cert-expiry", json!({"tls_cert_expires_at": iso(in_29)})), Fail);
+        assert_eq!(
+            status_of(
+                "tls-cert-expiry",
+                json!({"tls_cert_expires_at": iso(in_29)})
+            ),
+            Fail
+        );
         let in_30 = NOW + Duration::days(30);
-        assert_eq!(status_of("tls-cert-expiry", json!({"tls_cert_expires_at": iso(in_30)})), Pass);
+        assert_eq!(
+            status_of(
+                "tls-cert-expiry",
+                json!({"tls_cert_expires_at": iso(in_30)})
+            ),
+            Pass
+        );
         let expired = NOW - Duration::days(1);
-        assert_eq!(status_of("tls-cert-expiry", json!({"tls_cert_expires_at": iso(expired)})), Fail);
+        assert_eq!(
+            status_of(
+                "tls-cert-expiry",
+                json!({"tls_cert_expires_at": iso(expired)})
+            ),
+            Fail
+        );
     }
 
     #[test]
     fn open_ports_fail_on_any_high_risk_port() {
-        assert_eq!(status_of("no-high-risk-open-ports", json!({"open_ports": [22, 443]})), Pass);
-        assert_eq!(status_of("no-high-risk-open-ports", json!({"open_ports": []})), Pass);
+        assert_eq!(
+            status_of("no-high-risk-open-ports", json!({"open_ports": [22, 443]})),
+            Pass
+        );
+        assert_eq!(
+            status_of("no-high-risk-open-ports", json!({"open_ports": []})),
+            Pass
+        );
         for risky in HIGH_RISK_PORTS {
-            assert_eq!(status_of("no-high-risk-open-ports", json!({"open_ports": [443, risky]})), Fail);
+            assert_eq!(
+                status_of(
+                    "no-high-risk-open-ports",
+                    json!({"open_ports": [443, risky]})
+                ),
+                Fail
+            );
         }
-        assert_eq!(status_of("no-high-risk-open-ports", json!({"open_ports": "22, 3389"})), Fail);
-        assert_eq!(status_of("no-high-risk-open-ports", json!({"open_ports": ["ssh"]})), NotApplicable);
+        assert_eq!(
+            status_of("no-high-risk-open-ports", json!({"open_ports": "22, 3389"})),
+            Fail
+        );
+        assert_eq!(
+            status_of("no-high-risk-open-ports", json!({"open_ports": ["ssh"]})),
+            NotApplicable
+        );
     }
 
     #[test]
@@ -580,17 +768,37 @@ mod tests {
         let owner_id = Uuid::from_u128(1);
         let owned = asset(json!({}), Some(owner_id));
         let unowned = asset(json!({}), None);
-        let with_mfa = OwnerSnapshot { mfa_enabled: true, active: true };
-        let without_mfa = OwnerSnapshot { mfa_enabled: false, active: true };
+        let with_mfa = OwnerSnapshot {
+            mfa_enabled: true,
+            active: true,
+        };
+        let without_mfa = OwnerSnapshot {
+            mfa_enabled: false,
+            active: true,
+        };
         let judge = |id: &str, asset: &AssetSnapshot, owner: Option<&OwnerSnapshot>| {
-            rule(id).evaluate(&Subject { asset, owner, now: NOW }).status
+            rule(id)
+                .evaluate(&Subject {
+                    asset,
+                    owner,
+                    now: NOW,
+                })
+                .status
         };
         assert_eq!(judge("owner-mfa", &owned, Some(&with_mfa)), Pass);
         assert_eq!(judge("owner-mfa", &owned, Some(&without_mfa)), Fail);
         assert_eq!(judge("owner-mfa", &unowned, None), NotApplicable);
-        assert_eq!(judge("owner-mfa", &owned, None), NotApplicable, "an owner id naming no user");
+        assert_eq!(
+            judge("owner-mfa", &owned, None),
+            NotApplicable,
+            "an owner id naming no user"
+        );
         assert_eq!(judge("has-owner", &owned, None), Pass);
-        assert_eq!(judge("has-owner", &unowned, None), Fail, "never not applicable");
+        assert_eq!(
+            judge("has-owner", &unowned, None),
+            Fail,
+            "never not applicable"
+        );
     }
 
     #[test]
@@ -617,7 +825,10 @@ mod tests {
                 "reason": "disk_encrypted is missing",
             })
         );
-        let ports = judge("no-high-risk-open-ports", json!({"open_ports": [22, 23, 3389]}));
+        let ports = judge(
+            "no-high-risk-open-ports",
+            json!({"open_ports": [22, 23, 3389]}),
+        );
         assert_eq!(ports.evidence["reason"], "high-risk ports open: [23, 3389]");
         assert_eq!(ports.evidence["observed"], json!([22, 23, 3389]));
     }
@@ -626,7 +837,11 @@ mod tests {
     fn a_changed_threshold_changes_the_digest() {
         let base = rule("password-max-age").info().clone();
         let mut changed = base.clone();
-        changed.definition = Check::AtMost { key: "password_max_age_days", limit: 60.0 }.definition();
+        changed.definition = Check::AtMost {
+            key: "password_max_age_days",
+            limit: 60.0,
+        }
+        .definition();
         assert_ne!(base.digest(), changed.digest());
         let mut reworded = base.clone();
         reworded.description = "Reworded.".into();

@@ -69,7 +69,11 @@ pub async fn run(
         started_at,
         evaluated_at,
         rules.hash(),
-        rules.rules().iter().map(|rule| rule.info().reference()).collect(),
+        rules
+            .rules()
+            .iter()
+            .map(|rule| rule.info().reference())
+            .collect(),
     );
     snapshot::fold_cmdb(pool, evaluated_at, |asset, owner| {
         if is_evaluated(asset.lifecycle_state) {
@@ -203,7 +207,10 @@ pub async fn verify(
     .await?;
 
     let mut differences = Vec::new();
-    let wanted: Vec<String> = differing.iter().map(|asset| asset.asset_id.to_string()).collect();
+    let wanted: Vec<String> = differing
+        .iter()
+        .map(|asset| asset.asset_id.to_string())
+        .collect();
     let recorded_details: Vec<(Json<AssetResults>,)> = sqlx::query_as(
         "select asset from events, \
               jsonb_array_elements(events.payload->'ComplianceResultsRecorded'->'assets') as asset \
@@ -286,14 +293,22 @@ pub async fn verify(
 
 /// The per-rule differences of one asset evaluated both times.
 fn rule_differences(then: &AssetResults, now: &AssetResults) -> Vec<Difference> {
-    let view = |result: &RuleResult| {
-        json!({"status": result.status, "severity": result.severity, "evidence": result.evidence})
-    };
-    let then_by_rule: BTreeMap<&str, &RuleResult> =
-        then.results.iter().map(|r| (r.rule_id.as_str(), r)).collect();
-    let now_by_rule: BTreeMap<&str, &RuleResult> =
-        now.results.iter().map(|r| (r.rule_id.as_str(), r)).collect();
-    let mut ids: Vec<&str> = then_by_rule.keys().chain(now_by_rule.keys()).copied().collect();
+    let view = |result: &RuleResult| json!({"status": result.status, "severity": result.severity, "evidence": result.evidence});
+    let then_by_rule: BTreeMap<&str, &RuleResult> = then
+        .results
+        .iter()
+        .map(|r| (r.rule_id.as_str(), r))
+        .collect();
+    let now_by_rule: BTreeMap<&str, &RuleResult> = now
+        .results
+        .iter()
+        .map(|r| (r.rule_id.as_str(), r))
+        .collect();
+    let mut ids: Vec<&str> = then_by_rule
+        .keys()
+        .chain(now_by_rule.keys())
+        .copied()
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     let mut differences: Vec<Difference> = ids

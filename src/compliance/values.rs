@@ -118,17 +118,40 @@ mod tests {
 
     #[test]
     fn every_accepted_boolean_spelling_reads() {
-        for yes in [json!(true), json!(1), json!("true"), json!("TRUE"), json!("1"), json!("yes"),
-            json!("Yes"), json!("on"), json!("enabled"), json!(" Enabled ")]
-        {
+        for yes in [
+            json!(true),
+            json!(1),
+            json!("true"),
+            json!("TRUE"),
+            json!("1"),
+            json!("yes"),
+            json!("Yes"),
+            json!("on"),
+            json!("enabled"),
+            json!(" Enabled "),
+        ] {
             assert_eq!(boolean(&yes), Some(true), "{yes}");
         }
-        for no in [json!(false), json!(0), json!("false"), json!("0"), json!("no"), json!("off"),
-            json!("disabled"), json!("DISABLED")]
-        {
+        for no in [
+            json!(false),
+            json!(0),
+            json!("false"),
+            json!("0"),
+            json!("no"),
+            json!("off"),
+            json!("disabled"),
+            json!("DISABLED"),
+        ] {
             assert_eq!(boolean(&no), Some(false), "{no}");
         }
-        for neither in [json!("maybe"), json!(2), json!(null), json!([]), json!(""), json!("y")] {
+        for neither in [
+            json!("maybe"),
+            json!(2),
+            json!(null),
+            json!([]),
+            json!(""),
+            json!("y"),
+        ] {
             assert_eq!(boolean(&neither), None, "{neither}");
         }
     }
@@ -145,7 +168,13 @@ mod tests {
             moment(&json!("2026-11-01")),
             Some(datetime!(2026-11-01 0:00 UTC))
         );
-        for bad in [json!("yesterday"), json!("2026-13-01"), json!(true), json!(null), json!(1e300)] {
+        for bad in [
+            json!("yesterday"),
+            json!("2026-13-01"),
+            json!(true),
+            json!(null),
+            json!(1e300),
+        ] {
             assert_eq!(moment(&bad), None, "{bad}");
         }
     }

@@ -11,11 +11,11 @@
 //! results take as `serde_json::Value` trees, which is why it does not go
 //! through cqrs-es's `Aggregate::handle` (ADR 0002).
 
+use cqrs_es::DomainEvent;
 use sentryops_events::compliance::{
     AssetResults, ComplianceEvent, EvaluatedAt, ResultStatus, RuleRef, SeverityCounts,
     RESULTS_PER_EVENT,
 };
-use cqrs_es::DomainEvent;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -234,46 +234,66 @@ mod tests {
         let count = RESULTS_PER_EVENT + 1;
         for n in 0..count {
             let statuses: &[(ResultStatus, Severity)] = if n == 0 {
-                &[(Fail, Severity::Critical), (Fail, Severity::Low), (NotApplicable, Severity::High)]
+                &[
+                    (Fail, Severity::Critical),
+                    (Fail, Severity::Low),
+                    (NotApplicable, Severity::High),
+                ]
             } else {
                 &[(Pass, Severity::High), (NotApplicable, Severity::Low)]
             };
             let score = if n == 0 { 0.0 } else { 100.0 };
-            run.record(asset(n as u128, score, statuses)).expect("in order");
+            run.record(asset(n as u128, score, statuses))
+                .expect("in order");
         }
         let (events, totals) = run.finish(OffsetDateTime::UNIX_EPOCH).expect("finishes");
         assert_eq!(events.len(), 4, "started, two batches, completed");
-        let ComplianceEvent::ComplianceRunStarted { total_assets, evaluated_at, .. } =
-            decode(&events[0])
+        let ComplianceEvent::ComplianceRunStarted {
+            total_assets,
+            evaluated_at,
+            ..
+        } = decode(&events[0])
         else {
             panic!("the stream opens with ComplianceRunStarted");
         };
         assert_eq!(total_assets, count as u64);
         assert_eq!(evaluated_at.position, 99);
-        let ComplianceEvent::ComplianceResultsRecorded { batch, assets } = decode(&events[1]) else {
+        let ComplianceEvent::ComplianceResultsRecorded { batch, assets } = decode(&events[1])
+        else {
             panic!("results follow");
         };
         assert_eq!((batch, assets.len()), (1, RESULTS_PER_EVENT));
-        let ComplianceEvent::ComplianceResultsRecorded { batch, assets } = decode(&events[2]) else {
+        let ComplianceEvent::ComplianceResultsRecorded { batch, assets } = decode(&events[2])
+        else {
             panic!("results follow");
         };
         assert_eq!((batch, assets.len()), (2, 1));
-        assert_eq!(decode(&events[3]), ComplianceEvent::ComplianceRunCompleted {
-            finished_at: OffsetDateTime::UNIX_EPOCH,
-            total_assets: count as u64,
-            // (0 + 200 × 100) / 201
-            org_score: 99.5,
-            passed_count: RESULTS_PER_EVENT as u64,
-            failed_count: 2,
-            not_applicable_count: count as u64,
-            severity_failing: SeverityCounts { critical: 1, high: 0, medium: 0, low: 1 },
-        });
+        assert_eq!(
+            decode(&events[3]),
+            ComplianceEvent::ComplianceRunCompleted {
+                finished_at: OffsetDateTime::UNIX_EPOCH,
+                total_assets: count as u64,
+                // (0 + 200 × 100) / 201
+                org_score: 99.5,
+                passed_count: RESULTS_PER_EVENT as u64,
+                failed_count: 2,
+                not_applicable_count: count as u64,
+                severity_failing: SeverityCounts {
+                    critical: 1,
+                    high: 0,
+                    medium: 0,
+                    low: 1
+                },
+            }
+        );
         assert_eq!(totals.failed_count, 2);
     }
 
     #[test]
     fn given_no_assets_when_finished_then_the_org_score_is_100() {
-        let (events, totals) = recording().finish(OffsetDateTime::UNIX_EPOCH).expect("finishes");
+        let (events, totals) = recording()
+            .finish(OffsetDateTime::UNIX_EPOCH)
+            .expect("finishes");
         assert_eq!(events.len(), 2, "started and completed, no empty batch");
         assert_eq!((totals.total_assets, totals.org_score), (0, 100.0));
     }
@@ -282,8 +302,15 @@ mod tests {
     fn given_an_asset_when_it_or_an_earlier_one_is_recorded_again_then_refused() {
         let mut run = recording();
         run.record(asset(5, 100.0, &[])).expect("first");
-        assert!(matches!(run.record(asset(5, 100.0, &[])), Err(RunRecordingError::OutOfOrder)));
-        assert!(matches!(run.record(asset(4, 100.0, &[])), Err(RunRecordingError::OutOfOrder)));
-        run.record(asset(6, 100.0, &[])).expect("later ids are fine");
+        assert!(matches!(
+            run.record(asset(5, 100.0, &[])),
+            Err(RunRecordingError::OutOfOrder)
+        ));
+        assert!(matches!(
+            run.record(asset(4, 100.0, &[])),
+            Err(RunRecordingError::OutOfOrder)
+        ));
+        run.record(asset(6, 100.0, &[]))
+            .expect("later ids are fine");
     }
 }

@@ -178,11 +178,13 @@ impl Commands {
             .map_err(|error| cqrs_es::persist::PersistenceError::UnknownError(Box::new(error)))?;
         let events: Vec<(&str, &str, &str)> = events
             .iter()
-            .map(|event| (
+            .map(|event| {
+                (
                     event.event_type.as_str(),
                     event.event_version.as_str(),
                     event.payload.as_str(),
-                ))
+                )
+            })
             .collect();
         self.repository
             .append_new_stream(

@@ -161,7 +161,9 @@ pub async fn latest_run(
     _caller: Authenticated,
 ) -> Result<Answer<RunView>, ApiError> {
     let latest = newest_runs(&state, 1, 0).await?.into_iter().next();
-    Ok(Answer::ok(latest.ok_or(ApiError::NotFound("compliance run"))?))
+    Ok(Answer::ok(
+        latest.ok_or(ApiError::NotFound("compliance run"))?,
+    ))
 }
 
 /// The organization's score.

@@ -200,7 +200,11 @@ pub const ROUTE_FLOORS: &[(&str, &str, Floor)] = &[
     ("POST", "/api/v1/compliance/runs", Floor::Operator),
     ("GET", "/api/v1/compliance/runs", Floor::Any),
     ("GET", "/api/v1/compliance/runs/latest", Floor::Any),
-    ("POST", "/api/v1/compliance/runs/{id}/verify", Floor::Auditor),
+    (
+        "POST",
+        "/api/v1/compliance/runs/{id}/verify",
+        Floor::Auditor,
+    ),
     ("GET", "/api/v1/compliance/score", Floor::Any),
     ("GET", "/api/v1/compliance/drift", Floor::Any),
     ("GET", "/api/v1/compliance/newly-failing", Floor::Any),

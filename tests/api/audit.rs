@@ -182,7 +182,8 @@ async fn projection_status_lists_every_read_model_for_the_admin() {
             "assets",
             "tags",
             "dependencies",
-            "checkouts"
+            "checkouts",
+            "compliance"
         ]
     );
     for item in items {

@@ -4,6 +4,7 @@ mod assets;
 mod audit;
 mod auth;
 mod cmdb;
+mod compliance;
 mod demo;
 mod event_store;
 mod helpers;
