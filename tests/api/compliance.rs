@@ -661,3 +661,50 @@ async fn the_demo_data_fails_rules_of_every_family() {
         .as_f64()
         .is_some_and(|score| score > 0.0 && score < 100.0));
 }
+
+#[tokio::test]
+async fn a_rebuild_of_the_compliance_projection_reproduces_its_tables() {
+    let app = spawn_app().await;
+    let operator = app.caller("operator").await;
+    let host = asset(
+        &app,
+        &operator,
+        "web-01",
+        json!({"attributes": {"disk_encrypted": true}}),
+    )
+    .await;
+    run(&app, &operator).await;
+    set_attributes(&app, &operator, &host, json!({"disk_encrypted": false})).await;
+    run(&app, &operator).await;
+    let pool = &app.app.state().pool;
+    let digest = || async {
+        let mut digests = Vec::new();
+        for table in ["compliance_runs", "compliance_asset_results"] {
+            digests.push(
+                sqlx::query_scalar::<_, Option<String>>(&format!(
+                    "select md5(string_agg(t::text, '|' order by t::text)) from {table} t"
+                ))
+                .fetch_one(pool)
+                .await
+                .expect("digest"),
+            );
+        }
+        digests
+    };
+    let before = digest().await;
+    assert!(before.iter().all(Option::is_some));
+    let outcome = sentryops_projections::rebuild::rebuild_now(
+        pool,
+        &sentryops_projections::compliance::ComplianceProjection,
+        &sentryops_projections::RuntimeOptions::default(),
+        &mut |_, _| {},
+    )
+    .await
+    .expect("rebuilt");
+    assert!(matches!(
+        outcome,
+        sentryops_projections::rebuild::RebuildOutcome::Completed { .. }
+    ));
+    assert_eq!(digest().await, before);
+    app.stop().await;
+}
