@@ -18,8 +18,9 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin sentryops \
     && mkdir -p /var/lib/sentryops && chown sentryops:sentryops /var/lib/sentryops && chmod 700 /var/lib/sentryops
 COPY --from=builder /usr/local/bin/sentryops /usr/local/bin/sentryops
+COPY rules /etc/sentryops/rules
 USER sentryops
 EXPOSE 8080
-ENV SENTRYOPS_BIND=0.0.0.0:8080
+ENV SENTRYOPS_BIND=0.0.0.0:8080 RULES_DIR=/etc/sentryops/rules
 ENTRYPOINT ["/usr/local/bin/sentryops"]
 CMD ["serve"]

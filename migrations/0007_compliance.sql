@@ -28,8 +28,11 @@ create table compliance_runs (
 create index compliance_runs_newest_idx
     on compliance_runs (started_at desc, recorded_position desc) where completed;
 
--- Each asset's results in a run: one row per asset, its rule results as
--- JSON, the failing rule ids as an array for drift and reports.
+-- Each asset's results in a run: one row per asset with its score, counts
+-- and failing rule ids (for drift and reports). The results themselves,
+-- with their evidence, stay in the run's `ComplianceResultsRecorded` event
+-- numbered `batch_sequence`: copying ~30 MB of JSON per 10,000-asset run
+-- into this table would double the cost of a run (ADR 0001).
 create table compliance_asset_results (
     run_id         uuid not null,
     asset_id       uuid not null,
@@ -39,7 +42,7 @@ create table compliance_asset_results (
     failed         integer not null,
     not_applicable integer not null,
     failing_rules  text[] not null,
-    results        jsonb not null,
+    batch_sequence bigint not null,
     primary key (run_id, asset_id)
 );
 create index compliance_asset_results_score_idx

@@ -3,9 +3,10 @@
 //!
 //! The results batches are the bulk of the log (a run over 10,000 assets
 //! records ~30 MB of them) and reach projections with a `null` payload
-//! (see [`crate::store::STORED_EVENT_COLUMNS`]): this projection unpacks
+//! (see [`crate::store::STORED_EVENT_COLUMNS`]): this projection tallies
 //! them inside PostgreSQL, one `INSERT … SELECT` from `events` per batch,
-//! so no result passes through the process.
+//! so no result passes through the process. A row keeps the batch's
+//! sequence: the results and their evidence are read from that event.
 
 use async_trait::async_trait;
 use sentryops_events::compliance::{ComplianceEvent, COMPLIANCE_RUN};
@@ -113,15 +114,19 @@ async fn record_results(
 ) -> anyhow::Result<()> {
     sqlx::query(
         "insert into compliance_asset_results \
-             (run_id, asset_id, asset_name, score, passed, failed, not_applicable, failing_rules, results) \
+             (run_id, asset_id, asset_name, score, passed, failed, not_applicable, failing_rules, batch_sequence) \
          select $1, (asset->>'asset_id')::uuid, asset->>'asset_name', (asset->>'score')::float8, \
-             (select count(*) from jsonb_array_elements(asset->'results') r where r->>'status' = 'pass'), \
-             (select count(*) from jsonb_array_elements(asset->'results') r where r->>'status' = 'fail'), \
-             (select count(*) from jsonb_array_elements(asset->'results') r where r->>'status' = 'not_applicable'), \
-             array(select r->>'rule_id' from jsonb_array_elements(asset->'results') r where r->>'status' = 'fail'), \
-             asset->'results' \
+             tally.passed, tally.failed, tally.not_applicable, tally.failing_rules, events.sequence \
          from public.events, \
-              jsonb_array_elements(events.payload->'ComplianceResultsRecorded'->'assets') as asset \
+              jsonb_array_elements(events.payload->'ComplianceResultsRecorded'->'assets') as asset, \
+              lateral ( \
+                  select count(*) filter (where result->>'status' = 'pass') as passed, \
+                         count(*) filter (where result->>'status' = 'fail') as failed, \
+                         count(*) filter (where result->>'status' = 'not_applicable') as not_applicable, \
+                         coalesce(array_agg(result->>'rule_id') filter (where result->>'status' = 'fail'), \
+                                  '{}') as failing_rules \
+                  from jsonb_array_elements(asset->'results') as result \
+              ) as tally \
          where events.aggregate_type = $2 and events.aggregate_id = $3 and events.sequence = $4 \
          on conflict (run_id, asset_id) do nothing",
     )

@@ -30,7 +30,7 @@ use crate::domain::compliance_run::{RunRecording, RunTotals};
 use crate::domain::Commands;
 
 /// How long a run waits for transactions begun before it to end.
-const CUT_PATIENCE: Duration = Duration::from_secs(2);
+const CUT_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A recorded run.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ pub async fn run(
     let position = commands
         .record_compliance_run(run_id, &events, metadata)
         .await
-        .map_err(|error| anyhow::anyhow!("appending the run failed: {error}"))?;
+        .map_err(|error| anyhow::Error::new(error).context("appending the run failed"))?;
     Ok(RecordedRun {
         run_id,
         started_at,

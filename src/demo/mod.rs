@@ -3,7 +3,7 @@
 
 pub mod cmdb;
 
-use sentryops_events::{EventMetadata, Role};
+use sentryops_events::{Actor, EventMetadata, Role};
 
 use crate::config::Secret;
 use crate::domain::user::{Email, FullName};
@@ -103,6 +103,36 @@ pub async fn load(state: &AppState) -> anyhow::Result<()> {
         );
     }
     let assets = cmdb::load(state, &owners).await?;
-    tracing::info!(users, assets, "demo data loaded");
+    let first_run = record_first_compliance_run(state).await?;
+    tracing::info!(users, assets, first_run, "demo data loaded");
     Ok(())
+}
+
+/// A first compliance run, triggered by the demo admin, so the score,
+/// report and results have something to show; none when a run exists.
+async fn record_first_compliance_run(state: &AppState) -> anyhow::Result<bool> {
+    let runs: i64 = sqlx::query_scalar(
+        "select count(*) from events where aggregate_type = $1 and sequence = 1",
+    )
+    .bind(sentryops_events::compliance::COMPLIANCE_RUN)
+    .fetch_one(&state.pool)
+    .await?;
+    if runs > 0 {
+        return Ok(false);
+    }
+    let admin = Email::parse(DEMO_USERS[0].0)
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", DEMO_USERS[0].0))?
+        .user_id();
+    let recorded = crate::compliance::run::run(
+        &state.pool,
+        &state.commands,
+        &state.rules,
+        admin,
+        EventMetadata::new(Actor::User(admin)),
+    )
+    .await?;
+    if let Some(position) = recorded.position {
+        state.await_read_models(position).await;
+    }
+    Ok(true)
 }

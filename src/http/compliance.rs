@@ -126,7 +126,7 @@ pub async fn start_run(
         context.metadata(operator.actor),
     )
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::from_failure)?;
     if let Some(position) = recorded.position {
         state.await_read_models(position).await;
     }
@@ -246,7 +246,7 @@ pub async fn drift(
 
 /// A failing result in the latest run that was not failing in the one
 /// before.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize)]
 pub struct NewlyFailing {
     asset_id: Uuid,
     asset_name: String,
@@ -255,22 +255,34 @@ pub struct NewlyFailing {
     evidence: Value,
 }
 
-/// `GET /api/v1/compliance/newly-failing`.
+/// `GET /api/v1/compliance/newly-failing`: a list page, with the two runs
+/// compared.
 #[derive(Debug, Serialize)]
 pub struct NewlyFailingView {
     run_id: Option<Uuid>,
     previous_run_id: Option<Uuid>,
     items: Vec<NewlyFailing>,
     total: i64,
+    limit: i64,
+    offset: i64,
 }
+
+/// The run's results of `asset_id` (bound as text) in batch `sequence`:
+/// the read model indexes results; the log holds them (ADR 0001).
+const RESULTS_OF_ASSET: &str = "select asset->'results' from events \
+     cross join lateral jsonb_array_elements(events.payload->'ComplianceResultsRecorded'->'assets') as asset \
+     where events.aggregate_type = 'compliance_run' and events.aggregate_id = $1 \
+       and events.sequence = $2 and asset->>'asset_id' = $3";
 
 /// `GET /api/v1/compliance/newly-failing`: (asset, rule) pairs failing in
 /// the latest run and not in the previous one (with one run, all its
-/// failures; with none, nothing).
+/// failures; with none, nothing), by asset name.
 pub async fn newly_failing(
     State(state): State<AppState>,
     _caller: Authenticated,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Answer<NewlyFailingView>, ApiError> {
+    let (limit, offset) = page_bounds(query.limit, query.offset)?;
     let runs = newest_runs(&state, 2, 0).await?;
     let (Some(latest), previous) = (runs.first(), runs.get(1)) else {
         return Ok(Answer::ok(NewlyFailingView {
@@ -278,39 +290,77 @@ pub async fn newly_failing(
             previous_run_id: None,
             items: Vec::new(),
             total: 0,
+            limit,
+            offset,
         }));
     };
-    let rows: Vec<(Uuid, String, Json<Value>)> = sqlx::query_as(
-        "select latest.asset_id, latest.asset_name, result \
+    let newly = "select latest.asset_id, latest.asset_name, latest.batch_sequence, rule_id \
          from compliance_asset_results latest \
-         cross join lateral jsonb_array_elements(latest.results) as result \
+         cross join unnest(latest.failing_rules) as rule_id \
          left join compliance_asset_results previous \
                 on previous.run_id = $2 and previous.asset_id = latest.asset_id \
-         where latest.run_id = $1 and result->>'status' = 'fail' \
-           and not (coalesce(previous.failing_rules, '{}') @> array[result->>'rule_id']) \
-         order by latest.asset_name, latest.asset_id, result->>'rule_id'",
-    )
+         where latest.run_id = $1 \
+           and not (coalesce(previous.failing_rules, '{}') @> array[rule_id])";
+    let total: i64 = sqlx::query_scalar(&format!("select count(*) from ({newly}) newly"))
+        .bind(latest.id)
+        .bind(previous.map(|run| run.id))
+        .fetch_one(&state.pool)
+        .await?;
+    let page: Vec<(Uuid, String, i64, String)> = sqlx::query_as(&format!(
+        "{newly} order by latest.asset_name, latest.asset_id, rule_id limit $3 offset $4"
+    ))
     .bind(latest.id)
     .bind(previous.map(|run| run.id))
+    .bind(limit)
+    .bind(offset)
     .fetch_all(&state.pool)
     .await?;
-    let items: Vec<NewlyFailing> = rows
+    // The page's results, each batch read once.
+    let batches: Vec<i64> = page.iter().map(|row| row.2).collect();
+    let assets: Vec<String> = page.iter().map(|row| row.0.to_string()).collect();
+    let results: Vec<(Uuid, Json<Vec<Value>>)> = sqlx::query_as(
+        "select (asset->>'asset_id')::uuid, asset->'results' from events \
+         cross join lateral jsonb_array_elements(events.payload->'ComplianceResultsRecorded'->'assets') as asset \
+         where events.aggregate_type = 'compliance_run' and events.aggregate_id = $1 \
+           and events.sequence = any($2) and asset->>'asset_id' = any($3)",
+    )
+    .bind(latest.id.to_string())
+    .bind(&batches)
+    .bind(&assets)
+    .fetch_all(&state.pool)
+    .await?;
+    let results: std::collections::HashMap<Uuid, Vec<Value>> = results
         .into_iter()
-        .filter_map(|(asset_id, asset_name, Json(result))| {
-            Some(NewlyFailing {
-                asset_id,
-                asset_name,
-                rule_id: result.get("rule_id")?.as_str()?.to_string(),
-                severity: serde_json::from_value(result.get("severity")?.clone()).ok()?,
-                evidence: result.get("evidence").cloned().unwrap_or(Value::Null),
-            })
-        })
+        .map(|(asset_id, Json(results))| (asset_id, results))
         .collect();
+    let mut items = Vec::with_capacity(page.len());
+    for (asset_id, asset_name, _, rule_id) in page {
+        let result = results
+            .get(&asset_id)
+            .and_then(|results| {
+                results
+                    .iter()
+                    .find(|result| result["rule_id"] == rule_id.as_str())
+            })
+            .ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("run {} lacks a result", latest.id))
+            })?;
+        items.push(NewlyFailing {
+            asset_id,
+            asset_name,
+            severity: serde_json::from_value(result["severity"].clone())
+                .map_err(ApiError::internal)?,
+            evidence: result.get("evidence").cloned().unwrap_or(Value::Null),
+            rule_id,
+        });
+    }
     Ok(Answer::ok(NewlyFailingView {
         run_id: Some(latest.id),
         previous_run_id: previous.map(|run| run.id),
-        total: i64::try_from(items.len()).unwrap_or(i64::MAX),
         items,
+        total,
+        limit,
+        offset,
     }))
 }
 
@@ -337,16 +387,24 @@ pub async fn asset_results(
         .into_iter()
         .next()
         .ok_or(ApiError::NotFound("compliance run"))?;
-    let row: Option<(String, f64, Json<Value>)> = sqlx::query_as(
-        "select asset_name, score, results from compliance_asset_results \
+    let row: Option<(String, f64, i64)> = sqlx::query_as(
+        "select asset_name, score, batch_sequence from compliance_asset_results \
          where run_id = $1 and asset_id = $2",
     )
     .bind(latest.id)
     .bind(asset_id)
     .fetch_optional(&state.pool)
     .await?;
-    let (asset_name, score, Json(items)) =
+    let (asset_name, score, batch_sequence) =
         row.ok_or(ApiError::NotFound("compliance results for the asset"))?;
+    let items: Value = sqlx::query_scalar::<_, Json<Value>>(RESULTS_OF_ASSET)
+        .bind(latest.id.to_string())
+        .bind(batch_sequence)
+        .bind(asset_id.to_string())
+        .fetch_optional(&state.pool)
+        .await?
+        .map(|Json(items)| items)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("run {} lacks results", latest.id)))?;
     Ok(Answer::ok(AssetResultsView {
         run_id: latest.id,
         asset_id,
@@ -465,7 +523,7 @@ pub async fn verify(
 ) -> Result<Answer<run::Verification>, ApiError> {
     let verification = run::verify(&state.pool, &state.rules, run_id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::from_failure)?
         .ok_or(ApiError::NotFound("compliance run"))?;
     Ok(Answer::ok(verification))
 }

@@ -100,6 +100,26 @@ impl ApiError {
         ApiError::Internal(error.into())
     }
 
+    /// A failure of a longer piece of work: 503 when an unreachable
+    /// database is anywhere in its causes (retryable), 500 otherwise.
+    pub fn from_failure(error: anyhow::Error) -> Self {
+        let unreachable = error.chain().any(|cause| {
+            cause
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(is_unreachable)
+                || matches!(
+                    cause.downcast_ref::<cqrs_es::persist::PersistenceError>(),
+                    Some(cqrs_es::persist::PersistenceError::ConnectionError(_))
+                )
+        });
+        if unreachable {
+            tracing::error!(error = %error, "database unreachable");
+            ApiError::Unavailable
+        } else {
+            ApiError::Internal(error)
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {

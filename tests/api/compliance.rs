@@ -426,7 +426,11 @@ async fn a_run_racing_asset_updates_evaluates_exactly_the_state_at_its_position(
         .map(|value: Option<String>| value.and_then(|text| text.parse().ok()))
         .expect("expected generation");
         let results: Value = sqlx::query_scalar(
-            "select results from compliance_asset_results where run_id = $1 and asset_id = $2::uuid",
+            "select asset->'results' from compliance_asset_results r \
+             join events e on e.aggregate_type = 'compliance_run' \
+                          and e.aggregate_id = r.run_id::text and e.sequence = r.batch_sequence \
+             cross join lateral jsonb_array_elements(e.payload->'ComplianceResultsRecorded'->'assets') asset \
+             where r.run_id = $1 and r.asset_id = $2::uuid and asset->>'asset_id' = r.asset_id::text",
         )
         .bind(run_id)
         .bind(&host)
@@ -706,5 +710,30 @@ async fn a_rebuild_of_the_compliance_projection_reproduces_its_tables() {
         sentryops_projections::rebuild::RebuildOutcome::Completed { .. }
     ));
     assert_eq!(digest().await, before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_database_gone_runs_and_reads_answer_503() {
+    let app = spawn_app().await;
+    let operator = app.caller("operator").await;
+    let auditor = app.caller("auditor").await;
+    let first = run(&app, &operator).await;
+    // Both callers' access checks are cached now.
+    get(&app, &auditor, "/api/v1/compliance/score").await;
+    app.app.state().pool.close().await;
+    app.call(&operator, "POST", "/api/v1/compliance/runs", None, &[])
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    let verify = format!(
+        "/api/v1/compliance/runs/{}/verify",
+        first["id"].as_str().expect("id")
+    );
+    app.call(&auditor, "POST", &verify, None, &[])
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    app.call(&auditor, "GET", "/api/v1/compliance/score", None, &[])
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
     app.stop().await;
 }

@@ -185,6 +185,37 @@ async fn bench(assets: u64, rounds: u32) -> anyhow::Result<()> {
         .await?;
         let fold = folding.elapsed();
 
+        // Where the time goes: the run's own work (fold, evaluation,
+        // append), then the compliance projection catching up.
+        let (appends_before, append_time_before) = sentryops::domain::event_store::append_totals();
+        let direct = Instant::now();
+        let recorded = sentryops::compliance::run::run(
+            &state.pool,
+            &state.commands,
+            &state.rules,
+            uuid::Uuid::nil(),
+            EventMetadata::system(),
+        )
+        .await?;
+        let recording = direct.elapsed();
+        let (_, append_time_after) = sentryops::domain::event_store::append_totals();
+        let append = append_time_after.saturating_sub(append_time_before);
+        if let Some(position) = recorded.position {
+            state
+                .runtime
+                .wait_for(position, Duration::from_secs(60))
+                .await;
+        }
+        let projected = direct.elapsed() - recording;
+        let _ = appends_before;
+        println!(
+            "round {round} split: fold + evaluate + serialize {:.3} s, append {:.3} s, \
+             projection catch-up {:.3} s",
+            secs(recording.saturating_sub(append)),
+            secs(append),
+            secs(projected)
+        );
+
         reset_peak_rss();
         let before = rss_mib().unwrap_or(0.0);
         let started = Instant::now();
