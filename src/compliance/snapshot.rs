@@ -10,9 +10,9 @@
 //! this one fold ([`fold_cmdb`]), never the read models, which may be at
 //! another position.
 //!
-//! Assets fold with the asset aggregate's own `apply`; owners with the few
+//! Assets fold with the asset aggregate's own `apply`; owners with the
 //! user events that decide `mfa_enabled` and `active` (logins are skipped:
-//! they are most of a user's stream and change neither). Every event type
+//! they are most of a user's stream and change neither, ADR 0002). Every event type
 //! read here is at version 1.0, the only one written so far; an upcaster
 //! added to the events crate must be applied here too.
 
@@ -23,7 +23,7 @@ use cqrs_es::Aggregate;
 use futures_util::TryStreamExt;
 use sentryops_events::cmdb::{AssetEvent, TagEvent, ASSET, TAG};
 use sentryops_events::compliance::EvaluatedAt;
-use sentryops_events::user::{UserEvent, AGGREGATE_TYPE as USER};
+use sentryops_events::user::UserEvent;
 use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -71,13 +71,13 @@ const IN_CUT: &str = "aggregate_type = $1 \
 
 /// The owners (users) as of `at`, by id.
 async fn fold_owners(pool: &PgPool, at: EvaluatedAt) -> sqlx::Result<HashMap<Uuid, OwnerSnapshot>> {
-    let sql = format!(
-        "select aggregate_id, payload from events where {IN_CUT} \
-           and event_type in ('UserRegistered', 'UserMfaChanged', 'UserDeactivated', 'UserReactivated') \
-         order by aggregate_id, sequence"
-    );
-    let mut rows = sqlx::query_as::<_, (String, Json<UserEvent>)>(&sql)
-        .bind(USER)
+    // Literal predicates, so that the partial index of migration 0009
+    // (which leaves the logins out) serves the query.
+    let sql = "select aggregate_id, payload from events \
+         where aggregate_type = 'user' and event_type not in ('LoginSucceeded', 'LoginFailed') \
+           and (transaction_id, global_position) <= ($1::text::xid8, $2) \
+         order by aggregate_id, sequence";
+    let mut rows = sqlx::query_as::<_, (String, Json<UserEvent>)>(sql)
         .bind(at.transaction_id.to_string())
         .bind(at.position)
         .fetch(pool);

@@ -85,6 +85,11 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
 }
 
 impl EventRepository {
+    /// The pool it writes through.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Appends the events of a new stream whose payloads are already JSON
     /// text (`(event_type, event_version, payload)`), at sequences 1, 2, …
     /// in one statement (all or none). For

@@ -75,14 +75,76 @@ impl Commands {
     /// wrong (a login succeeded or failed), re-run on a concurrency
     /// conflict (see [`Commands::execute_retrying`]): two logins of one
     /// account at once must both be recorded, not answered 409.
+    ///
+    /// Unlike the other doors it does not load the whole stream: it folds
+    /// only the events that change a user ([`user::STATE_NEUTRAL_EVENTS`]
+    /// left out, through a partial index) and appends after the stream's
+    /// last sequence. A login's cost then stays flat as the account's
+    /// logins pile up, including the failed logins anyone can cause
+    /// (ADR 0002).
     pub async fn record_for_user(
         &self,
         user_id: uuid::Uuid,
         command: impl Fn() -> user::UserCommand,
         metadata: EventMetadata,
     ) -> CommandResult<user::UserError> {
-        self.execute_retrying(&self.users, &user_id.to_string(), command, metadata)
+        let aggregate_id = user_id.to_string();
+        let unexpected =
+            |error: serde_json::Error| AggregateError::UnexpectedError(Box::new(error));
+        let metadata = serde_json::to_value(metadata.to_map()).map_err(unexpected)?;
+        retrying_conflicts(|| async {
+            let pool = self.repository.pool();
+            let last: i64 = sqlx::query_scalar(
+                "select coalesce(max(sequence), 0) from events \
+                 where aggregate_type = 'user' and aggregate_id = $1",
+            )
+            .bind(&aggregate_id)
+            .fetch_one(pool)
             .await
+            .map_err(|error| AggregateError::DatabaseConnectionError(Box::new(error)))?;
+            // Literal predicates, so that the partial index of migration
+            // 0009 serves the query.
+            let state_events: Vec<sqlx::types::Json<sentryops_events::UserEvent>> =
+                sqlx::query_scalar(
+                    "select payload from events \
+                     where aggregate_type = 'user' and aggregate_id = $1 \
+                       and event_type not in ('LoginSucceeded', 'LoginFailed') \
+                       and sequence <= $2 \
+                     order by sequence",
+                )
+                .bind(&aggregate_id)
+                .bind(last)
+                .fetch_all(pool)
+                .await
+                .map_err(|error| AggregateError::DatabaseConnectionError(Box::new(error)))?;
+            let mut state = user::User::default();
+            for sqlx::types::Json(event) in state_events {
+                state.apply(event);
+            }
+            let sink = EventSink::default();
+            state
+                .handle(command(), &(), &sink)
+                .await
+                .map_err(AggregateError::UserError)?;
+            let first = usize::try_from(last).unwrap_or(0) + 1;
+            let mut events = Vec::new();
+            for (index, event) in sink.collect().await.into_iter().enumerate() {
+                events.push(SerializedEvent::new(
+                    aggregate_id.clone(),
+                    first + index,
+                    user::User::TYPE.to_string(),
+                    event.event_type(),
+                    event.event_version(),
+                    serde_json::to_value(&event).map_err(unexpected)?,
+                    metadata.clone(),
+                ));
+            }
+            let (result, appended) =
+                capture_appended(self.repository.persist::<user::User>(&events, None)).await;
+            result.map_err(AggregateError::from)?;
+            Ok(appended)
+        })
+        .await
     }
 
     /// Runs `command` against the session `session_id`.
@@ -228,11 +290,8 @@ impl Commands {
         .await
     }
 
-    /// Runs the command `make` builds, again on a concurrency conflict, up
-    /// to 64 times. Each conflict means another writer won, so contenders
-    /// drain one per round; a random back-off that widens with every
-    /// attempt spreads them out so that a burst of N writers needs about N
-    /// rounds, not N squared collisions. Only for commands whose re-run
+    /// Runs the command `make` builds, again on a concurrency conflict
+    /// ([`retrying_conflicts`]). Only for commands whose re-run
     /// against newer state is what the caller meant (not a refresh-token
     /// rotation, where a lost race must not look like reuse).
     async fn execute_retrying<A: Aggregate>(
@@ -242,23 +301,7 @@ impl Commands {
         make: impl Fn() -> A::Command,
         metadata: EventMetadata,
     ) -> CommandResult<A::Error> {
-        const ATTEMPTS: u32 = 64;
-        const MAX_BACKOFF_MS: u32 = 32;
-        let mut attempt = 1;
-        loop {
-            match self
-                .execute(handler, aggregate_id, make(), metadata.clone())
-                .await
-            {
-                Err(AggregateError::AggregateConflict) if attempt < ATTEMPTS => {
-                    let window = (1u32 << attempt.min(5)).min(MAX_BACKOFF_MS) + 1;
-                    let jitter_ms = getrandom::u32().unwrap_or(attempt) % window;
-                    tokio::time::sleep(std::time::Duration::from_millis(jitter_ms.into())).await;
-                    attempt += 1;
-                }
-                outcome => return outcome,
-            }
-        }
+        retrying_conflicts(|| self.execute(handler, aggregate_id, make(), metadata.clone())).await
     }
 
     /// Executes a command with metadata; `Ok(None)` when it appended nothing.
@@ -276,5 +319,32 @@ impl Commands {
         ))
         .await;
         result.map(|()| appended)
+    }
+}
+
+/// Runs `attempt` again on a concurrency conflict, up to 64 times. Each
+/// conflict means another writer won, so contenders drain one per round;
+/// a random back-off that widens with every attempt spreads them out so
+/// that a burst of N writers needs about N rounds, not N squared
+/// collisions.
+async fn retrying_conflicts<E, F, Fut>(mut attempt: F) -> CommandResult<E>
+where
+    E: std::error::Error,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = CommandResult<E>>,
+{
+    const ATTEMPTS: u32 = 64;
+    const MAX_BACKOFF_MS: u32 = 32;
+    let mut round = 1;
+    loop {
+        match attempt().await {
+            Err(AggregateError::AggregateConflict) if round < ATTEMPTS => {
+                let window = (1u32 << round.min(5)).min(MAX_BACKOFF_MS) + 1;
+                let jitter_ms = getrandom::u32().unwrap_or(round) % window;
+                tokio::time::sleep(std::time::Duration::from_millis(jitter_ms.into())).await;
+                round += 1;
+            }
+            outcome => return outcome,
+        }
     }
 }

@@ -106,8 +106,14 @@ pub enum UserError {
     NotFound,
 }
 
+/// The events that change nothing in a [`User`]: recording a login skips
+/// them when it folds the stream (ADR 0002), and a partial index
+/// (migration 0009) leaves them out. `apply` must keep ignoring them; a
+/// test says so.
+pub const STATE_NEUTRAL_EVENTS: [&str; 2] = ["LoginSucceeded", "LoginFailed"];
+
 /// The user aggregate's state: only what its decisions need.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
     user_id: Option<Uuid>,
     role: Option<Role>,
@@ -258,6 +264,7 @@ impl Aggregate for User {
 mod tests {
     use super::*;
     use cqrs_es::test::TestFramework;
+    use cqrs_es::DomainEvent;
 
     fn register(email: &str) -> UserCommand {
         UserCommand::RegisterUser {
@@ -468,5 +475,31 @@ mod tests {
         assert!(FullName::parse("  ").is_err());
         assert!(FullName::parse(&"x".repeat(201)).is_err());
         assert_eq!(FullName::parse(" Ada ").expect("valid").as_str(), "Ada");
+    }
+
+    #[test]
+    fn given_a_user_when_logins_are_applied_then_nothing_changes() {
+        let mut user = User::default();
+        user.apply(UserEvent::UserRegistered {
+            user_id: Uuid::nil(),
+            email: "a@b.example".into(),
+            full_name: "A".into(),
+            role: Role::Operator,
+            password_hash: String::new(),
+            mfa_enabled: true,
+            registered_at: time::OffsetDateTime::UNIX_EPOCH,
+        });
+        let before = serde_json::to_value(&user).expect("serializes");
+        let neutral = [
+            UserEvent::LoginSucceeded,
+            UserEvent::LoginFailed {
+                reason: LoginFailure::WrongPassword,
+            },
+        ];
+        for event in neutral {
+            assert!(STATE_NEUTRAL_EVENTS.contains(&event.event_type().as_str()));
+            user.apply(event);
+        }
+        assert_eq!(serde_json::to_value(&user).expect("serializes"), before);
     }
 }
