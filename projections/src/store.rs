@@ -101,12 +101,18 @@ pub async fn has_unsettled_after(
     conn: &mut PgConnection,
     after: LogPosition,
 ) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "select exists (select 1 from events \
-         where (transaction_id, global_position) > ($1::text::xid8, $2))",
+    // `order by … limit 1`, not `exists`: inside `exists` the planner drops
+    // the ordering, and its generic plan then scans the whole table, which
+    // finds nothing exactly when a runner is caught up (measured: 100 ms
+    // per idle pass at 100,000 events). Ordered, it walks the index.
+    let first: Option<i64> = sqlx::query_scalar(
+        "select global_position from events \
+         where (transaction_id, global_position) > ($1::text::xid8, $2) \
+         order by events.transaction_id, events.global_position limit 1",
     )
     .bind(after.transaction_id.to_string())
     .bind(after.position)
-    .fetch_one(conn)
-    .await
+    .fetch_optional(conn)
+    .await?;
+    Ok(first.is_some())
 }

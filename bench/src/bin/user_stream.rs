@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
         email: EMAIL.into(),
         password: Secret::new(PASSWORD),
     });
-    let (addr, _state, stop) = serve(config)?;
+    let (addr, state, stop) = serve(config)?;
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();
     let user_id: String = sqlx::query_scalar("select id::text from users where email = $1")
@@ -68,18 +68,39 @@ async fn main() -> anyhow::Result<()> {
         .fetch_one(&pool)
         .await?;
         if target > length {
-            sqlx::query(
-                "insert into events (aggregate_type, aggregate_id, sequence, event_type, \
-                     event_version, payload, metadata) \
-                 select 'user', $1, s, 'LoginSucceeded', '1.0', '\"LoginSucceeded\"'::jsonb, $3 \
-                 from generate_series($2::bigint + 1, $4::bigint) as s",
+            let last: (i64, i64) = sqlx::query_as(
+                "with appended as ( \
+                     insert into events (aggregate_type, aggregate_id, sequence, event_type, \
+                         event_version, payload, metadata) \
+                     select 'user', $1, s, 'LoginSucceeded', '1.0', '\"LoginSucceeded\"'::jsonb, $3 \
+                     from generate_series($2::bigint + 1, $4::bigint) as s \
+                     returning transaction_id::text::bigint as transaction_id, global_position) \
+                 select transaction_id, global_position from appended \
+                 order by transaction_id desc, global_position desc limit 1",
             )
             .bind(&user_id)
             .bind(length)
             .bind(&metadata)
             .bind(target)
-            .execute(&pool)
+            .fetch_one(&pool)
             .await?;
+            // A stream grows over months, with autovacuum keeping the
+            // planner's statistics current; a bulk insert does not wait
+            // for it, so analyze as it would have.
+            sqlx::query("analyze events").execute(&pool).await?;
+            // Every login waits for the read models (read-your-writes):
+            // let them project the bulk first, so it is not timed.
+            let position = sentryops_projections::LogPosition {
+                transaction_id: last.0,
+                position: last.1,
+            };
+            anyhow::ensure!(
+                state
+                    .runtime
+                    .wait_for(position, Duration::from_secs(600))
+                    .await,
+                "the read models did not catch up"
+            );
         }
         let mut latencies = Vec::with_capacity(rounds);
         for _ in 0..rounds {
