@@ -3,7 +3,7 @@
 //!
 //! The results batches are the bulk of the log (a run over 10,000 assets
 //! records ~30 MB of them) and reach projections with a `null` payload
-//! (see [`crate::store::STORED_EVENT_COLUMNS`]): this projection tallies
+//! (see [`crate::store::PROJECTED_EVENT_COLUMNS`]): this projection tallies
 //! them inside PostgreSQL, one `INSERT … SELECT` from `events` per batch,
 //! so no result passes through the process. A row keeps the batch's
 //! sequence: the results and their evidence are read from that event.

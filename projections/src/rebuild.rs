@@ -301,7 +301,8 @@ pub async fn rebuild_on(
     let fill_started = std::time::Instant::now();
     let mut reader = pool.acquire().await?;
     let mut events =
-        store::read_settled(&mut reader, checkpoint, options.rebuild_batch_size).await?;
+        store::read_settled_for_projections(&mut reader, checkpoint, options.rebuild_batch_size)
+            .await?;
     let mut batches = 0usize;
     while let Some(last) = events.last().map(|event| event.log_position()) {
         let mut tx = conn.begin().await?;
@@ -327,7 +328,8 @@ pub async fn rebuild_on(
         let full = events.len() as i64 == options.rebuild_batch_size;
         let prefetch = async {
             if full {
-                store::read_settled(&mut reader, last, options.rebuild_batch_size).await
+                store::read_settled_for_projections(&mut reader, last, options.rebuild_batch_size)
+                    .await
             } else {
                 Ok(Vec::new())
             }
@@ -361,7 +363,9 @@ pub async fn rebuild_on(
         .execute(&mut *tx)
         .await?;
     loop {
-        let events = store::read_settled(&mut tx, checkpoint, options.rebuild_batch_size).await?;
+        let events =
+            store::read_settled_for_projections(&mut tx, checkpoint, options.rebuild_batch_size)
+                .await?;
         let Some(last) = events.last().map(|event| event.log_position()) else {
             break;
         };

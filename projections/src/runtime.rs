@@ -522,7 +522,7 @@ pub async fn catch_up(
                 state,
             });
         }
-        let events = store::read_settled(&mut tx, checkpoint, batch_size).await?;
+        let events = store::read_settled_for_projections(&mut tx, checkpoint, batch_size).await?;
         let Some(last) = events.last().map(|event| event.log_position()) else {
             tx.rollback().await?;
             let unsettled = store::has_unsettled_after(conn, checkpoint).await?;

@@ -57,31 +57,54 @@ impl StoredEvent {
 }
 
 /// The columns of [`StoredEvent`], for every reader of the log.
-///
-/// The payload of a `ComplianceResultsRecorded` event (up to a few hundred
-/// KiB of results) comes back as JSON `null`: every projection runner reads
-/// every batch, and decoding a 10,000-asset run into `serde_json::Value`
-/// trees would cost each of them hundreds of MiB. The one projection that
-/// needs those results reads them inside PostgreSQL, from `events`
-/// (see [`crate::compliance`]).
 pub const STORED_EVENT_COLUMNS: &str = "global_position, transaction_id::text::bigint as transaction_id, \
+     aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
+
+/// [`STORED_EVENT_COLUMNS`] as projection runners read them: the payload
+/// of a `ComplianceResultsRecorded` event (up to a few hundred KiB of
+/// results) comes back as JSON `null`. Every runner reads every batch, and
+/// decoding a 10,000-asset run into `serde_json::Value` trees would cost
+/// each of them hundreds of MiB; the one projection that needs those
+/// results reads them inside PostgreSQL, from `events` (see
+/// [`crate::compliance`], ADR 0001). Readers for people (the export) get
+/// every payload.
+pub const PROJECTED_EVENT_COLUMNS: &str = "global_position, transaction_id::text::bigint as transaction_id, \
      aggregate_type, aggregate_id, sequence, event_type, event_version, \
      case when event_type = 'ComplianceResultsRecorded' then 'null'::jsonb else payload end as payload, \
      metadata, recorded_at";
 
-/// Up to `limit` settled events after `after`, in global order.
-///
-/// The `order by` names `events.transaction_id` explicitly: the select list
-/// aliases `transaction_id::text::bigint` to the same name, and ordering by
-/// that alias would sort the whole remaining log instead of walking the
-/// `(transaction_id, global_position)` index.
+/// Up to `limit` settled events after `after`, in global order, with every
+/// payload.
 pub async fn read_settled(
     conn: &mut PgConnection,
     after: LogPosition,
     limit: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
+    read_settled_columns(conn, STORED_EVENT_COLUMNS, after, limit).await
+}
+
+/// [`read_settled`] for projection runners: large results payloads are
+/// left out (see [`PROJECTED_EVENT_COLUMNS`]).
+pub async fn read_settled_for_projections(
+    conn: &mut PgConnection,
+    after: LogPosition,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredEvent>> {
+    read_settled_columns(conn, PROJECTED_EVENT_COLUMNS, after, limit).await
+}
+
+/// The `order by` names `events.transaction_id` explicitly: the select list
+/// aliases `transaction_id::text::bigint` to the same name, and ordering by
+/// that alias would sort the whole remaining log instead of walking the
+/// `(transaction_id, global_position)` index.
+async fn read_settled_columns(
+    conn: &mut PgConnection,
+    columns: &str,
+    after: LogPosition,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredEvent>> {
     let sql = format!(
-        "select {STORED_EVENT_COLUMNS} from events \
+        "select {columns} from events \
          where (transaction_id, global_position) > ($1::text::xid8, $2) \
            and transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
          order by events.transaction_id, events.global_position \

@@ -68,7 +68,7 @@ impl Check {
                 &pass_when.to_string(),
                 values::boolean,
                 "not a boolean",
-                |flag| (flag == pass_when, format!("{key} is {flag}")),
+                |flag| (Some(flag == pass_when), format!("{key} is {flag}")),
             ),
             Check::AtMost { key, limit } => judged(
                 subject,
@@ -76,7 +76,7 @@ impl Check {
                 &format!("<= {limit}"),
                 values::number,
                 "not a number",
-                |n| (n <= limit, format!("{key} is {n}")),
+                |n| (Some(n <= limit), format!("{key} is {n}")),
             ),
             Check::AtLeast { key, limit } => judged(
                 subject,
@@ -84,7 +84,7 @@ impl Check {
                 &format!(">= {limit}"),
                 values::number,
                 "not a number",
-                |n| (n >= limit, format!("{key} is {n}")),
+                |n| (Some(n >= limit), format!("{key} is {n}")),
             ),
             Check::AgeAtMost { key, days } => {
                 let expected = format!("at most {days} days before the run");
@@ -96,7 +96,7 @@ impl Check {
                     "not a date",
                     |moment| {
                         let age = values::days_between(moment, subject.now);
-                        (age <= days, format!("{age:.2} days before the run"))
+                        judge_age(age, age <= days)
                     },
                 )
             }
@@ -110,7 +110,7 @@ impl Check {
                     "not a date",
                     |moment| {
                         let age = values::days_between(moment, subject.now);
-                        (age < days, format!("{age:.2} days before the run"))
+                        judge_age(age, age < days)
                     },
                 )
             }
@@ -124,7 +124,7 @@ impl Check {
                     "not a date",
                     |moment| {
                         let left = values::days_between(subject.now, moment);
-                        (left >= days, format!("{left:.2} days after the run"))
+                        (Some(left >= days), format!("{left:.2} days after the run"))
                     },
                 )
             }
@@ -134,17 +134,24 @@ impl Check {
                     subject,
                     key,
                     &expected,
-                    values::ports,
+                    values::readable_ports,
                     "not a list of ports",
-                    |ports| {
+                    |(ports, unreadable)| {
                         let risky: Vec<u16> = ports
                             .into_iter()
                             .filter(|port| HIGH_RISK_PORTS.contains(port))
                             .collect();
-                        if risky.is_empty() {
-                            (true, "no high-risk port is open".to_string())
+                        // One odd entry must not hide another that reads
+                        // as RDP: a risky port fails whatever else is there.
+                        if !risky.is_empty() {
+                            (Some(false), format!("high-risk ports open: {risky:?}"))
+                        } else if unreadable > 0 {
+                            let reason = format!(
+                                "{unreadable} entries of {key} are not ports; the others are not high-risk"
+                            );
+                            (None, reason)
                         } else {
-                            (false, format!("high-risk ports open: {risky:?}"))
+                            (Some(true), "no high-risk port is open".to_string())
                         }
                     },
                 )
@@ -202,16 +209,35 @@ fn status(passed: bool) -> ResultStatus {
     }
 }
 
-/// Reads attribute `key` with `parse` and lets `judge` decide; a missing
-/// or uninterpretable value (`kind` says what it should have been) is not
-/// applicable, never a failure.
+/// How far in the future a "last done" date may lie before it reads as a
+/// mistake rather than clock skew or a time zone.
+const FUTURE_TOLERANCE_DAYS: f64 = 1.0;
+
+/// The verdict on a "last done" date `age` days before the run: a date
+/// further in the future than [`FUTURE_TOLERANCE_DAYS`] is a typo, not a
+/// fresh backup or patch, so it decides nothing.
+fn judge_age(age: f64, within: bool) -> (Option<bool>, String) {
+    if age < -FUTURE_TOLERANCE_DAYS {
+        (
+            None,
+            format!("{:.2} days after the run: a date in the future", -age),
+        )
+    } else {
+        (Some(within), format!("{age:.2} days before the run"))
+    }
+}
+
+/// Reads attribute `key` with `parse` and lets `judge` decide (`None`:
+/// not applicable, with its reason); a missing or uninterpretable value
+/// (`kind` says what it should have been) is not applicable, never a
+/// failure.
 fn judged<T>(
     subject: &Subject<'_>,
     key: &str,
     expected: &str,
     parse: impl Fn(&Value) -> Option<T>,
     kind: &str,
-    judge: impl FnOnce(T) -> (bool, String),
+    judge: impl FnOnce(T) -> (Option<bool>, String),
 ) -> Outcome {
     let Some(value) = subject.asset.attributes.get(key) else {
         let reason = format!("{key} is missing");
@@ -226,7 +252,8 @@ fn judged<T>(
     match parse(value) {
         Some(parsed) => {
             let (passed, reason) = judge(parsed);
-            Outcome::new(status(passed), Some(key), value.clone(), expected, reason)
+            let status = passed.map_or(ResultStatus::NotApplicable, status);
+            Outcome::new(status, Some(key), value.clone(), expected, reason)
         }
         None => {
             let reason = format!("{key} is {kind}");

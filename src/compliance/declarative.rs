@@ -62,10 +62,10 @@ pub struct DeclarativeRule {
     id_line: usize,
 }
 
-/// A parsed expression with the text it was written as.
+/// A parsed expression. Only its canonical form is ever shown (in
+/// definitions and evidence), so reformatting a file changes nothing.
 #[derive(Debug)]
 struct Condition {
-    source: String,
     expr: Expr,
 }
 
@@ -76,7 +76,11 @@ impl Rule for DeclarativeRule {
 
     fn evaluate(&self, subject: &Subject<'_>) -> Outcome {
         let observed = observe(&self.passes_when.expr, subject);
-        let expected = self.passes_when.source.trim();
+        // The canonical form, not the file's text: reformatting a rule
+        // changes neither its digest nor the evidence a run records, so
+        // `verify` does not see a difference where there is none.
+        let expected = self.passes_when.expr.to_string();
+        let expected = expected.as_str();
         let attribute = self.attribute.as_deref();
         let verdict = |status, reason: String| {
             Outcome::new(status, attribute, observed.clone(), expected, reason)
@@ -363,7 +367,7 @@ fn parse_condition(
             ),
         )
     })?;
-    Ok(Condition { source, expr })
+    Ok(Condition { expr })
 }
 
 /// The 1-based line of a byte offset.
@@ -771,7 +775,7 @@ impl Test {
         if operand.field.reads_owner() && subject.owner.is_none() {
             return Truth::Unknown(format!(
                 "{} is unknown: the asset has no owner",
-                operand.spelling
+                operand.canonical()
             ));
         }
         let value = match operand.days {
@@ -786,8 +790,9 @@ impl Test {
             },
             None => raw,
         };
-        let unreadable =
-            |what: &str| Truth::Unknown(format!("{} is missing or not {what}", operand.spelling));
+        let unreadable = |what: &str| {
+            Truth::Unknown(format!("{} is missing or not {what}", operand.canonical()))
+        };
         match &self.check {
             Check::Compare(op, literal) if op.is_ordering() => {
                 let Literal::Number(threshold) = literal else {
@@ -857,7 +862,7 @@ fn observe(expr: &Expr, subject: &Subject<'_>) -> Value {
             observed.insert(operand.canonical(), count);
             observed.insert(operand.field.canonical(), raw);
         } else {
-            observed.insert(operand.spelling.clone(), raw);
+            observed.insert(operand.canonical(), raw);
         }
     });
     Value::Object(observed)
@@ -2062,7 +2067,8 @@ passes_when = 'not (attributes.open_ports contains 23)'
             first.evidence["observed"],
             json!({
                 "age_days(attributes.last_patched)": 1.0,
-                "asset_type": "host",
+                // The canonical name, whichever alias the file used.
+                "type": "host",
                 "attributes.agent": "on",
                 "attributes.last_patched": "2026-05-31T12:00:00Z",
             })
@@ -2091,6 +2097,13 @@ passes_when = 'not (attributes.open_ports contains 23)'
         assert_eq!(base.info().definition, spaced.info().definition);
         assert_eq!(base.info().digest(), spaced.info().digest());
         assert_ne!(base.info().digest(), changed.info().digest());
+        // Same rule, same evidence: a reformatted file must not make
+        // `verify` report differences.
+        let asset = host(json!({"last_patched": "2026-05-31T12:00:00Z"}));
+        assert_eq!(
+            base.evaluate(&subject(&asset, None)).evidence,
+            spaced.evaluate(&subject(&asset, None)).evidence
+        );
 
         let mut multi_line = rule_text(None, "x");
         multi_line = multi_line.replace(

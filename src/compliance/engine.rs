@@ -50,8 +50,9 @@ pub fn org_score(scores_sum: f64, assets: u64) -> f64 {
     }
 }
 
-/// Every rule of `rules` on `asset` at `now`, in rule order, with the
-/// asset's score rounded to two decimals.
+/// Every rule of `rules` on `asset` at `now`, by rule id (so that a
+/// reordered rule file changes nothing a run records), with the asset's
+/// score rounded to two decimals.
 pub fn evaluate_asset(
     rules: &RuleSet,
     asset: &AssetSnapshot,
@@ -59,7 +60,7 @@ pub fn evaluate_asset(
     now: OffsetDateTime,
 ) -> AssetResults {
     let subject = Subject { asset, owner, now };
-    let results: Vec<RuleResult> = rules
+    let mut results: Vec<RuleResult> = rules
         .rules()
         .iter()
         .map(|rule| {
@@ -72,6 +73,7 @@ pub fn evaluate_asset(
             }
         })
         .collect();
+    results.sort_by(|a, b| a.rule_id.cmp(&b.rule_id));
     AssetResults {
         asset_id: asset.id,
         asset_name: asset.name.clone(),

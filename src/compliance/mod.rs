@@ -101,7 +101,9 @@ pub struct RuleInfo {
     /// The control family (encryption, endpoint, identity, logging and
     /// backup, network, patching) or a declarative rule's own.
     pub family: String,
-    /// `builtin`, or the file a declarative rule came from.
+    /// `builtin`, or the file a declarative rule came from (shown by its
+    /// name only: the API does not reveal the server's paths).
+    #[serde(serialize_with = "file_name_only")]
     pub source: String,
     /// The rule's logic in words precise enough to tell two thresholds
     /// apart; hashed into [`RuleInfo::digest`].
@@ -134,6 +136,14 @@ impl RuleInfo {
             digest: self.digest(),
         }
     }
+}
+
+fn file_name_only<S: serde::Serializer>(source: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    let name = std::path::Path::new(source)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or(source);
+    serializer.serialize_str(name)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use sentryops_events::compliance::{
-    AssetResults, ComplianceEvent, EvaluatedAt, RuleResult, COMPLIANCE_RUN,
+    AssetResults, ComplianceEvent, EvaluatedAt, ResultStatus, RuleResult, SeverityCounts,
+    COMPLIANCE_RUN,
 };
 use sentryops_events::EventMetadata;
 use sentryops_projections::LogPosition;
@@ -24,7 +25,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::engine::{evaluate_asset, is_evaluated};
+use super::engine::{evaluate_asset, is_evaluated, org_score, round2};
 use super::{snapshot, RuleSet};
 use crate::domain::compliance_run::{RunRecording, RunTotals};
 use crate::domain::Commands;
@@ -39,6 +40,8 @@ pub struct RecordedRun {
     pub started_at: OffsetDateTime,
     pub finished_at: OffsetDateTime,
     pub evaluated_at: EvaluatedAt,
+    pub triggered_by_id: Uuid,
+    pub ruleset_hash: String,
     pub totals: RunTotals,
     /// The position of the run's last event.
     pub position: Option<LogPosition>,
@@ -63,12 +66,13 @@ pub async fn run(
     let run_id = Uuid::new_v4();
     let started_at = run_clock();
     let evaluated_at = snapshot::settled_cut(pool, CUT_PATIENCE).await?;
+    let ruleset_hash = rules.hash();
     let mut recording = RunRecording::start(
         run_id,
         triggered_by_id,
         started_at,
         evaluated_at,
-        rules.hash(),
+        ruleset_hash.clone(),
         rules
             .rules()
             .iter()
@@ -93,6 +97,8 @@ pub async fn run(
         started_at,
         finished_at,
         evaluated_at,
+        triggered_by_id,
+        ruleset_hash,
         totals,
         position,
     })
@@ -122,9 +128,81 @@ pub struct Verification {
     pub rules_changed: Vec<String>,
     pub event_position: i64,
     pub assets_evaluated: u64,
-    pub differences_total: u64,
+    /// Assets whose results differ (evaluated only once, or with other
+    /// results); `differences` lists them rule by rule.
+    pub assets_differing: u64,
+    /// The run's recorded totals and the re-evaluation's, when they differ
+    /// (the numbers `/score` and `/drift` show).
+    pub totals: Option<TotalsDifference>,
     /// The first [`MAX_DIFFERENCES`] differences.
     pub differences: Vec<Difference>,
+}
+
+/// A run's totals, as `ComplianceRunCompleted` records them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Totals {
+    pub total_assets: u64,
+    pub org_score: f64,
+    pub passed_count: u64,
+    pub failed_count: u64,
+    pub not_applicable_count: u64,
+    pub severity_failing: SeverityCounts,
+    #[serde(skip)]
+    scores_sum: f64,
+}
+
+impl Totals {
+    fn add(&mut self, asset: &AssetResults) {
+        self.total_assets += 1;
+        self.scores_sum += asset.score;
+        for result in &asset.results {
+            match result.status {
+                ResultStatus::Pass => self.passed_count += 1,
+                ResultStatus::Fail => {
+                    self.failed_count += 1;
+                    self.severity_failing.add(result.severity);
+                }
+                ResultStatus::NotApplicable => self.not_applicable_count += 1,
+            }
+        }
+    }
+
+    /// The totals with the org score computed as a run records it.
+    fn finish(mut self) -> Self {
+        self.org_score = round2(org_score(self.scores_sum, self.total_assets));
+        self.scores_sum = 0.0;
+        self
+    }
+
+    fn recorded(completed: &Value) -> anyhow::Result<Self> {
+        match serde_json::from_value(completed.clone())? {
+            ComplianceEvent::ComplianceRunCompleted {
+                total_assets,
+                org_score,
+                passed_count,
+                failed_count,
+                not_applicable_count,
+                severity_failing,
+                ..
+            } => Ok(Totals {
+                total_assets,
+                org_score,
+                passed_count,
+                failed_count,
+                not_applicable_count,
+                severity_failing,
+                scores_sum: 0.0,
+            }),
+            _ => anyhow::bail!("the run's last event is not ComplianceRunCompleted"),
+        }
+    }
+}
+
+/// Recorded and recomputed totals that differ.
+#[derive(Debug, Clone, Serialize)]
+pub struct TotalsDifference {
+    pub recorded: Totals,
+    pub now: Totals,
 }
 
 /// Differences listed in full; the rest are counted.
@@ -151,7 +229,7 @@ pub async fn verify(
     .bind(&run_key)
     .fetch_all(pool)
     .await?;
-    let [(Json(started),), (Json(_completed),)] = header.as_slice() else {
+    let [(Json(started),), (Json(completed),)] = header.as_slice() else {
         return Ok(None);
     };
     let ComplianceEvent::ComplianceRunStarted {
@@ -167,6 +245,7 @@ pub async fn verify(
 
     // The recorded results, one batch at a time, kept as digests.
     let mut recorded: HashMap<Uuid, ([u8; 32], String)> = HashMap::new();
+    let mut duplicates = 0u64;
     let mut batches = sqlx::query_as::<_, (Json<ComplianceEvent>,)>(
         "select payload from events where aggregate_type = $1 and aggregate_id = $2 \
            and event_type = 'ComplianceResultsRecorded' order by sequence",
@@ -177,7 +256,14 @@ pub async fn verify(
     while let Some((Json(batch),)) = batches.try_next().await? {
         if let ComplianceEvent::ComplianceResultsRecorded { assets, .. } = batch {
             for asset in assets {
-                recorded.insert(asset.asset_id, (digest_of(&asset)?, asset.asset_name));
+                let digest = digest_of(&asset)?;
+                if recorded
+                    .insert(asset.asset_id, (digest, asset.asset_name))
+                    .is_some()
+                {
+                    // An asset recorded twice: the log is not what a run writes.
+                    duplicates += 1;
+                }
             }
         }
     }
@@ -185,19 +271,21 @@ pub async fn verify(
 
     // The same cut and clock, today's rules.
     let mut differing: Vec<AssetResults> = Vec::new();
-    let mut differences_total = 0u64;
+    let mut assets_differing = duplicates;
     let mut assets_evaluated = 0u64;
+    let mut fresh_totals = Totals::default();
     snapshot::fold_cmdb(pool, evaluated_at, |asset, owner| {
         if !is_evaluated(asset.lifecycle_state) {
             return Ok(());
         }
         assets_evaluated += 1;
         let fresh = evaluate_asset(rules, asset, owner, started_at);
+        fresh_totals.add(&fresh);
         let same = recorded
             .remove(&fresh.asset_id)
             .is_some_and(|(digest, _)| digest_of(&fresh).is_ok_and(|now| now == digest));
         if !same {
-            differences_total += 1;
+            assets_differing += 1;
             if differing.len() < MAX_DIFFERENCES {
                 differing.push(fresh);
             }
@@ -244,7 +332,7 @@ pub async fn verify(
         .map(|(id, (_, name))| (id, name))
         .collect();
     vanished.sort();
-    differences_total += vanished.len() as u64;
+    assets_differing += vanished.len() as u64;
     for (asset_id, asset_name) in vanished {
         if differences.len() >= MAX_DIFFERENCES {
             break;
@@ -258,6 +346,13 @@ pub async fn verify(
         });
     }
     differences.truncate(MAX_DIFFERENCES);
+
+    let recorded_totals = Totals::recorded(completed)?;
+    let now_totals = fresh_totals.finish();
+    let totals = (recorded_totals != now_totals).then_some(TotalsDifference {
+        recorded: recorded_totals,
+        now: now_totals,
+    });
 
     let current: BTreeMap<String, String> = rules
         .rules()
@@ -279,14 +374,15 @@ pub async fn verify(
     let current_ruleset_hash = rules.hash();
     Ok(Some(Verification {
         run_id,
-        matches: differences_total == 0,
+        matches: assets_differing == 0 && totals.is_none(),
         ruleset_changed: current_ruleset_hash != ruleset_hash,
         recorded_ruleset_hash: ruleset_hash,
         current_ruleset_hash,
         rules_changed,
         event_position: evaluated_at.position,
         assets_evaluated,
-        differences_total,
+        assets_differing,
+        totals,
         differences,
     }))
 }

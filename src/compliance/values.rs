@@ -84,25 +84,52 @@ fn epoch(seconds: f64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).ok()
 }
 
-/// A list of TCP/UDP ports: an array of numbers or numeric strings, or one
-/// string of comma- or space-separated numbers. `None` if any entry is not
-/// a port.
-pub fn ports(value: &Value) -> Option<Vec<u16>> {
-    let port = |entry: &Value| -> Option<u16> {
-        let n = number(entry)?;
-        (n.fract() == 0.0 && (0.0..=65535.0).contains(&n)).then_some(n as u16)
+/// One port: a number or numeric string, optionally with a protocol
+/// (`"3389/tcp"`).
+fn port(entry: &Value) -> Option<u16> {
+    let bare = match entry {
+        Value::String(text) => {
+            let number = text.trim().split('/').next().unwrap_or_default().trim();
+            Value::from(number)
+        }
+        other => other.clone(),
     };
+    let n = number(&bare)?;
+    (n.fract() == 0.0 && (0.0..=65535.0).contains(&n)).then_some(n as u16)
+}
+
+/// The entries of a port list: an array, or one string of comma- or
+/// space-separated entries, or a single number. `None` when the value is
+/// none of these.
+fn port_entries(value: &Value) -> Option<Vec<Value>> {
     match value {
-        Value::Array(entries) => entries.iter().map(port).collect(),
-        Value::String(text) => text
-            .split([',', ' '])
-            .map(str::trim)
-            .filter(|part| !part.is_empty())
-            .map(|part| port(&Value::from(part)))
-            .collect(),
-        Value::Number(_) => port(value).map(|one| vec![one]),
+        Value::Array(entries) => Some(entries.clone()),
+        Value::String(text) => Some(
+            text.split([',', ' '])
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(Value::from)
+                .collect(),
+        ),
+        Value::Number(_) => Some(vec![value.clone()]),
         _ => None,
     }
+}
+
+/// A list of TCP/UDP ports (see [`port_entries`]; `"3389/tcp"` reads as
+/// 3389). `None` if any entry is not a port.
+pub fn ports(value: &Value) -> Option<Vec<u16>> {
+    port_entries(value)?.iter().map(port).collect()
+}
+
+/// The ports of a list that can be read, and how many entries could not:
+/// a rule looking for risky ports must not let one odd entry hide another
+/// that reads as RDP. `None` when the value is not a list at all.
+pub fn readable_ports(value: &Value) -> Option<(Vec<u16>, usize)> {
+    let entries = port_entries(value)?;
+    let readable: Vec<u16> = entries.iter().filter_map(port).collect();
+    let unreadable = entries.len() - readable.len();
+    Some((readable, unreadable))
 }
 
 /// Whole days (fractional) from `earlier` to `later`.
@@ -190,5 +217,8 @@ mod tests {
         assert_eq!(ports(&json!([22, 70000])), None);
         assert_eq!(ports(&json!([22.5])), None);
         assert_eq!(ports(&json!({"a": 1})), None);
+        assert_eq!(ports(&json!(["22/tcp", "3389/tcp"])), Some(vec![22, 3389]));
+        assert_eq!(readable_ports(&json!([3389, "ssh"])), Some((vec![3389], 1)));
+        assert_eq!(readable_ports(&json!(true)), None);
     }
 }

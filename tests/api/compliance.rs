@@ -361,7 +361,7 @@ async fn drift_and_newly_failing_follow_three_runs() {
 
 #[tokio::test]
 async fn a_run_racing_asset_updates_evaluates_exactly_the_state_at_its_position() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|config| config.compliance_runs_per_minute = 1_000).await;
     let operator = app.caller("operator").await;
     let host = asset(
         &app,
@@ -390,11 +390,13 @@ async fn a_run_racing_asset_updates_evaluates_exactly_the_state_at_its_position(
             }
         })
     };
+    // Runs for as long as the writer writes, and one after.
     let mut runs = Vec::new();
-    for _ in 0..4 {
+    while !writer.is_finished() {
         runs.push(run(&app, &operator).await);
     }
     writer.await.expect("writer");
+    runs.push(run(&app, &operator).await);
 
     let pool = &app.app.state().pool;
     let auditor = app.caller("auditor").await;
@@ -466,7 +468,14 @@ async fn a_run_racing_asset_updates_evaluates_exactly_the_state_at_its_position(
             verified.text
         );
     }
-    assert!(!generations.is_empty());
+    assert!(
+        generations.len() >= 2,
+        "the runs raced the writes and saw different states: {generations:?}"
+    );
+    assert!(
+        generations.contains(&Some(40)),
+        "the last run sees the last write"
+    );
 }
 
 const MAX_AGE_RULE: &str = r#"
@@ -496,6 +505,10 @@ async fn verify_matches_an_untouched_log_and_reports_a_changed_threshold() {
     let rules = get(&app, &operator, "/api/v1/compliance/rules").await;
     assert_eq!(rules["total"], 17, "16 built-in plus the file's");
     assert_eq!(rules["items"][16]["id"], "short-password-age");
+    assert_eq!(
+        rules["items"][16]["source"], "password.toml",
+        "no server path"
+    );
     let run = run(&app, &operator).await;
     let run_id = run["id"].as_str().expect("id").to_string();
     let verify_path = format!("/api/v1/compliance/runs/{run_id}/verify");
@@ -507,6 +520,7 @@ async fn verify_matches_an_untouched_log_and_reports_a_changed_threshold() {
     assert_eq!(verified["matches"], true, "{verified}");
     assert_eq!(verified["ruleset_changed"], false);
     assert_eq!(verified["differences"], json!([]));
+    assert_eq!(verified["totals"], Value::Null);
     assert_eq!(verified["event_position"], run["event_position"]);
     // Later changes to the CMDB do not touch the run's cut.
     set_attributes(
@@ -544,7 +558,10 @@ async fn verify_matches_an_untouched_log_and_reports_a_changed_threshold() {
     assert_eq!(verified["matches"], false, "{verified}");
     assert_eq!(verified["ruleset_changed"], true);
     assert_eq!(verified["rules_changed"], json!(["short-password-age"]));
-    assert_eq!(verified["differences_total"], 1);
+    assert_eq!(verified["assets_differing"], 1);
+    // One pass became a fail: the totals say so too.
+    assert_eq!(verified["totals"]["recorded"]["failed_count"], 1);
+    assert_eq!(verified["totals"]["now"]["failed_count"], 2);
     let difference = &verified["differences"][0];
     assert_eq!(difference["asset_id"], host.as_str());
     assert_eq!(difference["rule_id"], "short-password-age");
@@ -736,4 +753,43 @@ async fn with_the_database_gone_runs_and_reads_answer_503() {
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn the_log_keeps_every_result_for_readers_and_spares_the_projection_runners() {
+    let app = spawn_app().await;
+    let operator = app.caller("operator").await;
+    asset(
+        &app,
+        &operator,
+        "web-01",
+        json!({"attributes": {"disk_encrypted": true}}),
+    )
+    .await;
+    run(&app, &operator).await;
+    let mut conn = app.app.state().pool.acquire().await.expect("connection");
+    let start = sentryops_projections::LogPosition::START;
+    let full = sentryops_projections::store::read_settled(&mut conn, start, 10_000)
+        .await
+        .expect("read");
+    let results: Vec<&Value> = full
+        .iter()
+        .filter(|event| event.event_type == "ComplianceResultsRecorded")
+        .map(|event| &event.payload)
+        .collect();
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        results[0]["ComplianceResultsRecorded"]["assets"][0]["asset_name"], "web-01",
+        "the export (and every reader for people) gets the results"
+    );
+    let projected =
+        sentryops_projections::store::read_settled_for_projections(&mut conn, start, 10_000)
+            .await
+            .expect("read");
+    let spared = projected
+        .iter()
+        .find(|event| event.event_type == "ComplianceResultsRecorded")
+        .expect("the event is there");
+    assert_eq!(spared.payload, Value::Null);
+    assert_eq!(full.len(), projected.len());
 }
