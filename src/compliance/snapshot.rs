@@ -46,7 +46,17 @@ pub async fn settled_cut(pool: &PgPool, patience: Duration) -> sqlx::Result<Eval
             sqlx::query_as("select pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
                 .fetch_one(pool)
                 .await?;
-        if horizon >= begun_before || tokio::time::Instant::now() >= deadline {
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        if timed_out && horizon < begun_before {
+            // Consistent still, but older than the request: writes that
+            // committed just before it may be left out. Say so.
+            tracing::warn!(
+                horizon,
+                begun_before,
+                "a transaction stayed open past the run's patience; the run evaluates an older cut"
+            );
+        }
+        if horizon >= begun_before || timed_out {
             let last: Option<(i64, i64)> = sqlx::query_as(
                 "select transaction_id::text::bigint, global_position from events \
                  where transaction_id < $1::text::xid8 \
