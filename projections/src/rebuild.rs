@@ -304,7 +304,35 @@ pub async fn rebuild_on(
         store::read_settled_for_projections(&mut reader, checkpoint, options.rebuild_batch_size)
             .await?;
     let mut batches = 0usize;
-    while let Some(last) = events.last().map(|event| event.log_position()) {
+    let mut settle_waited = Duration::ZERO;
+    loop {
+        let Some(last) = events.last().map(|event| event.log_position()) else {
+            // Committed events that are not yet settled (an older
+            // transaction is open somewhere in the cluster, in any
+            // database) would be left to the runner after the swap: wait a
+            // bounded time for them, so that a rebuild done while nothing
+            // runs the projections still ends caught up.
+            if !store::has_unsettled_after(&mut reader, checkpoint).await? {
+                break;
+            }
+            if settle_waited >= SETTLE_WAIT {
+                tracing::warn!(
+                    projection = name,
+                    waited_ms = settle_waited.as_millis() as u64,
+                    "swapping in with events not yet settled; the runner applies them later"
+                );
+                break;
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+            settle_waited += SETTLE_POLL;
+            events = store::read_settled_for_projections(
+                &mut reader,
+                checkpoint,
+                options.rebuild_batch_size,
+            )
+            .await?;
+            continue;
+        };
         let mut tx = conn.begin().await?;
         sqlx::query(&format!("set local search_path to \"{schema}\", public"))
             .execute(&mut *tx)
@@ -415,6 +443,11 @@ pub async fn rebuild_on(
     );
     Ok(RebuildOutcome::Completed { events: done })
 }
+
+/// How long a rebuild waits, before its swap, for committed events that an
+/// older open transaction keeps from settling; and how often it looks.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+const SETTLE_POLL: Duration = Duration::from_millis(20);
 
 /// How long a requested rebuild may show no progress before the tool
 /// gives up waiting (the leader keeps going; the tool just stops watching).

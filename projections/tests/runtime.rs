@@ -651,3 +651,46 @@ async fn an_idle_catch_up_pass_uses_no_transaction_id() {
     }
     assert_eq!(row_versions().await, before);
 }
+
+/// A rebuild run while nothing leads, at a moment when an older
+/// transaction keeps committed events from settling, waits for them before
+/// its swap: it ends caught up with the log instead of leaving the tail to a
+/// runner that may not be running.
+#[tokio::test]
+async fn a_rebuild_waits_for_committed_events_to_settle_before_its_swap() {
+    let db = fresh_db().await;
+    append_many(&db.pool, "before", 3).await;
+    let mut early = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let mut slow_tx = early.begin().await.expect("begin");
+    let low = append_raw(&mut slow_tx, "slow", 0).await;
+    let committed = append_many(&db.pool, "after", 2).await;
+
+    let tool = Counting::new("tool");
+    let options = fast_options();
+    let mut progress = |_, _| {};
+    let rebuild = sentryops_projections::rebuild::rebuild_now(
+        &db.pool,
+        tool.as_ref(),
+        &options,
+        &mut progress,
+    );
+    let late_commit = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        slow_tx
+            .commit()
+            .await
+            .expect("commit the older transaction");
+    };
+    let (outcome, ()) = tokio::join!(rebuild, late_commit);
+    assert!(
+        matches!(
+            outcome.expect("rebuild succeeds"),
+            RebuildOutcome::Completed { events: 6 }
+        ),
+        "every event, the late one included"
+    );
+    let applied = applied_positions(&db.pool).await;
+    assert!(applied.contains(&low), "{applied:?}");
+    assert!(committed.iter().all(|p| applied.contains(p)), "{applied:?}");
+    assert_eq!(applied, all_positions_in_order(&db.pool).await);
+}
