@@ -202,6 +202,10 @@ async fn lists_filter_by_every_field_and_q_newest_first() {
     // `_` is a literal underscore, not a LIKE wildcard.
     assert_eq!(names(&list("?q=g_a").await), ["billing_api"]);
     assert_eq!(names(&list("?q=%25").await), Vec::<String>::new());
+    // Two characters have no trigram: found through the bigram index, and
+    // still case-insensitive and literal (`i` and `_` are in no short code).
+    assert_eq!(names(&list("?q=IT").await), ["core-switch"]);
+    assert_eq!(names(&list("?q=_a").await), ["billing_api"]);
     let code = web["short_code"].as_str().expect("code").to_lowercase();
     assert_eq!(names(&list(&format!("?q={code}")).await), ["Web-Frontend"]);
     assert_eq!(
@@ -222,6 +226,7 @@ async fn lists_filter_by_every_field_and_q_newest_first() {
         "?offset=-1",
         "?colour=red",
         "?q=%00",
+        "?q=a%1Fb",
     ] {
         app.call(&viewer, "GET", &format!("/api/v1/assets{bad}"), None, &[])
             .await

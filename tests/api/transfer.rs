@@ -228,3 +228,70 @@ async fn qr_labels_encode_the_short_code_as_png_and_svg() {
     }
     app.stop().await;
 }
+
+/// A search's page is found one of two ways (through the search indexes
+/// for up to 1,000 matches, by walking the newest-first index beyond):
+/// both give newest first, file order within one import, and exact totals.
+#[tokio::test]
+async fn searches_with_few_and_many_matches_page_alike() {
+    let app = spawn_app().await;
+    let operator = app.caller("operator").await;
+    let mut csv = String::from("name,asset_type,environment\n");
+    for n in 0..1_001 {
+        csv.push_str(&format!("bulk-{n:04},host,prod\n"));
+    }
+    let imported = import(&app, &operator, "text/csv", csv.into_bytes()).await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.text);
+    assert_eq!(imported.json()["data"]["created"], 1_001);
+    let page = |query: &'static str| {
+        let app = &app;
+        let operator = &operator;
+        async move {
+            let listed = app
+                .call(
+                    operator,
+                    "GET",
+                    &format!("/api/v1/assets?{query}"),
+                    None,
+                    &[],
+                )
+                .await;
+            assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+            let data = listed.json()["data"].clone();
+            let names: Vec<String> = data["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|item| item["name"].as_str().expect("name").to_string())
+                .collect();
+            (names, data["total"].as_i64().expect("total"))
+        }
+    };
+    // Many: every row.
+    assert_eq!(
+        page("q=BULK&limit=3").await,
+        (
+            vec!["bulk-1000".into(), "bulk-0999".into(), "bulk-0998".into()],
+            1_001
+        )
+    );
+    assert_eq!(
+        page("q=bulk&environment=prod&offset=999").await,
+        (vec!["bulk-0001".into(), "bulk-0000".into()], 1_001)
+    );
+    // Few: a hundred of them, and none of another environment.
+    assert_eq!(
+        page("q=bulk-09&limit=2&offset=1").await,
+        (vec!["bulk-0998".into(), "bulk-0997".into()], 100)
+    );
+    assert_eq!(page("q=bulk&environment=dev").await, (vec![], 0));
+    // Two characters (the bigram index; no short code has `k-`) and one
+    // (a scan; no short code has `u`).
+    assert_eq!(
+        page("q=k-&limit=1").await,
+        (vec!["bulk-1000".into()], 1_001)
+    );
+    assert_eq!(page("q=bulk-1000").await, (vec!["bulk-1000".into()], 1));
+    assert_eq!(page("q=u&offset=1001").await, (vec![], 1_001));
+    app.stop().await;
+}
