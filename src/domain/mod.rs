@@ -88,6 +88,52 @@ impl Commands {
         command: impl Fn() -> user::UserCommand,
         metadata: EventMetadata,
     ) -> CommandResult<user::UserError> {
+        self.record_for_user_with(user_id, command, metadata, &[])
+            .await
+    }
+
+    /// A successful login: the user's `LoginSucceeded` (and `PasswordRehashed`)
+    /// and the new session's `SessionStarted`, in one append. One commit
+    /// instead of two per login, and never a login recorded without its
+    /// session or a session without its login.
+    pub async fn record_login(
+        &self,
+        user_id: uuid::Uuid,
+        login: impl Fn() -> user::UserCommand,
+        session_id: uuid::Uuid,
+        start: session::SessionCommand,
+        metadata: EventMetadata,
+    ) -> CommandResult<user::UserError> {
+        let unexpected = |error: Box<dyn std::error::Error + Send + Sync>| {
+            AggregateError::UnexpectedError(error)
+        };
+        let session_metadata =
+            serde_json::to_value(metadata.to_map()).map_err(|error| unexpected(Box::new(error)))?;
+        let sink = EventSink::default();
+        session::Session::default()
+            .handle(start, &(), &sink)
+            .await
+            .map_err(|error| unexpected(Box::new(error)))?;
+        let session_events = serialize::<session::Session>(
+            &session_id.to_string(),
+            1,
+            sink.collect().await,
+            &session_metadata,
+        )
+        .map_err(|error| unexpected(Box::new(error)))?;
+        self.record_for_user_with(user_id, login, metadata, &session_events)
+            .await
+    }
+
+    /// [`Commands::record_for_user`], appending `companions` (events of new
+    /// streams) in the same statement.
+    async fn record_for_user_with(
+        &self,
+        user_id: uuid::Uuid,
+        command: impl Fn() -> user::UserCommand,
+        metadata: EventMetadata,
+        companions: &[SerializedEvent],
+    ) -> CommandResult<user::UserError> {
         let aggregate_id = user_id.to_string();
         let unexpected =
             |error: serde_json::Error| AggregateError::UnexpectedError(Box::new(error));
@@ -127,18 +173,10 @@ impl Commands {
                 .await
                 .map_err(AggregateError::UserError)?;
             let first = usize::try_from(last).unwrap_or(0) + 1;
-            let mut events = Vec::new();
-            for (index, event) in sink.collect().await.into_iter().enumerate() {
-                events.push(SerializedEvent::new(
-                    aggregate_id.clone(),
-                    first + index,
-                    user::User::TYPE.to_string(),
-                    event.event_type(),
-                    event.event_version(),
-                    serde_json::to_value(&event).map_err(unexpected)?,
-                    metadata.clone(),
-                ));
-            }
+            let mut events =
+                serialize::<user::User>(&aggregate_id, first, sink.collect().await, &metadata)
+                    .map_err(unexpected)?;
+            events.extend_from_slice(companions);
             let (result, appended) =
                 capture_appended(self.repository.persist::<user::User>(&events, None)).await;
             result.map_err(AggregateError::from)?;
@@ -320,6 +358,31 @@ impl Commands {
         .await;
         result.map(|()| appended)
     }
+}
+
+/// `events` of the aggregate `aggregate_id`, numbered from `first`, as the
+/// store appends them.
+fn serialize<A: Aggregate>(
+    aggregate_id: &str,
+    first: usize,
+    events: Vec<A::Event>,
+    metadata: &serde_json::Value,
+) -> Result<Vec<SerializedEvent>, serde_json::Error> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| {
+            Ok(SerializedEvent::new(
+                aggregate_id.to_string(),
+                first + index,
+                A::TYPE.to_string(),
+                event.event_type(),
+                event.event_version(),
+                serde_json::to_value(&event)?,
+                metadata.clone(),
+            ))
+        })
+        .collect()
 }
 
 /// Runs `attempt` again on a concurrency conflict, up to 64 times. Each

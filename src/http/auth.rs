@@ -70,10 +70,13 @@ struct Credentials {
 }
 
 /// Opens a session for `user_id` and signs its first token pair.
+/// Records a successful login and starts its session in one append;
+/// answers the token pair and the position to wait for.
 async fn open_session(
     state: &AppState,
     user_id: Uuid,
     role: Role,
+    rehashed: Option<String>,
     context: &RequestContext,
 ) -> Result<(TokenPair, Option<sentryops_projections::LogPosition>), ApiError> {
     let session_id = Uuid::new_v4();
@@ -81,7 +84,11 @@ async fn open_session(
     let now = OffsetDateTime::now_utc();
     let position = state
         .commands
-        .session(
+        .record_login(
+            user_id,
+            || UserCommand::RecordLoginSuccess {
+                rehashed: rehashed.clone(),
+            },
             session_id,
             SessionCommand::StartSession {
                 session_id,
@@ -205,17 +212,7 @@ pub async fn login(
     } else {
         None
     };
-    state
-        .commands
-        .record_for_user(
-            user.id,
-            || UserCommand::RecordLoginSuccess {
-                rehashed: rehashed.clone(),
-            },
-            context.metadata(Actor::User(user.id)),
-        )
-        .await?;
-    let (pair, position) = open_session(&state, user.id, role, &context).await?;
+    let (pair, position) = open_session(&state, user.id, role, rehashed, &context).await?;
     if let Some(position) = position {
         // The session must be visible to the next request's token check.
         state.await_read_models(position).await;

@@ -473,6 +473,33 @@ async fn deactivation_revokes_the_users_sessions() {
     app.stop().await;
 }
 
+/// A login's success and its session are one append: never one recorded
+/// without the other.
+#[tokio::test]
+async fn each_login_and_its_session_are_recorded_in_one_transaction() {
+    let app = spawn_app().await;
+    user(&app, "atomic@example.com", "viewer").await;
+    login(&app, "atomic@example.com").await;
+    login(&app, "atomic@example.com").await;
+    let recorded = app
+        .transactions_of(&["LoginSucceeded", "SessionStarted"])
+        .await;
+    assert!(recorded.len() >= 4, "{recorded:?}");
+    for pair in recorded.chunks(2) {
+        let [(first, first_tx), (second, second_tx)] = pair else {
+            panic!("a login without its session: {recorded:?}");
+        };
+        assert_eq!(
+            (first.as_str(), second.as_str()),
+            ("LoginSucceeded", "SessionStarted")
+        );
+        assert_eq!(first_tx, second_tx, "{recorded:?}");
+    }
+    let transactions: std::collections::HashSet<i64> = recorded.iter().map(|(_, tx)| *tx).collect();
+    assert_eq!(transactions.len() * 2, recorded.len(), "one per login");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn every_auth_event_carries_ip_user_agent_and_request_id() {
     let app = spawn_app().await;

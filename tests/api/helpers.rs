@@ -216,6 +216,19 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// The event type and transaction of each event of `event_types`, in
+    /// log order.
+    pub async fn transactions_of(&self, event_types: &[&str]) -> Vec<(String, i64)> {
+        sqlx::query_as(
+            "select event_type, transaction_id::text::bigint from events \
+             where event_type = any($1) order by global_position",
+        )
+        .bind(event_types)
+        .fetch_all(&self.app.state().pool)
+        .await
+        .expect("events")
+    }
+
     /// How many events the log holds.
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("select count(*) from events")

@@ -79,6 +79,27 @@ async fn probe(
     Ok((latencies, failures))
 }
 
+/// [`probe`] on a thread and runtime of its own, with its own connections:
+/// on the flood's runtime the probe would wait behind the load generator's
+/// own work, and measure the client instead of the service.
+async fn probe_apart(
+    base: &str,
+    token: &str,
+    length: Duration,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let (base, token) = (base.to_string(), token.to_string());
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let client = reqwest::Client::new();
+                probe(&client, &base, &token, length).await
+            })
+    })
+    .await?
+}
+
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -170,7 +191,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let length = Duration::from_secs(seconds);
-    let (idle, idle_failures) = probe(&client, &base, &token, length).await?;
+    let (idle, idle_failures) = probe_apart(&base, &token, length).await?;
 
     // The flood: logins arrive open-loop at `factor` × capacity.
     let offered_rate = fixed_rate.unwrap_or(capacity * factor);
@@ -212,7 +233,7 @@ async fn main() -> anyhow::Result<()> {
             inflight
         })
     };
-    let (flooded, flood_failures) = probe(&client, &base, &token, length).await?;
+    let (flooded, flood_failures) = probe_apart(&base, &token, length).await?;
     let inflight = flood.await?;
     let offered = inflight.len();
     for request in inflight {
