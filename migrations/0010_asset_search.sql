@@ -4,7 +4,7 @@
 --
 -- `search_text` is the name and the short code, lower-cased once on write
 -- instead of on every row a search re-checks; the unit separator between
--- them cannot occur in a `q` (control characters are refused), so no match
+-- them cannot occur in a `q` (it is refused there), so no match
 -- spans the two.
 create extension if not exists btree_gin;
 
@@ -16,7 +16,7 @@ alter table assets
 -- has no trigram, and without this index it scans every asset.
 create function asset_search_bigrams(text) returns text[]
     language sql immutable strict parallel safe
-    return array(select distinct substr($1, i, 2) from generate_series(1, length($1) - 1) as i);
+    return array(select distinct substr($1, i, 2) from generate_series(1, length($1) - 1) as i order by 1);
 
 drop index assets_name_trgm_idx;
 drop index assets_short_code_trgm_idx;

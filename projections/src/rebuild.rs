@@ -305,14 +305,25 @@ pub async fn rebuild_on(
             .await?;
     let mut batches = 0usize;
     let mut settle_waited = Duration::ZERO;
+    let mut settle_target: Option<LogPosition> = None;
     loop {
         let Some(last) = events.last().map(|event| event.log_position()) else {
-            // Committed events that are not yet settled (an older
-            // transaction is open somewhere in the cluster, in any
-            // database) would be left to the runner after the swap: wait a
-            // bounded time for them, so that a rebuild done while nothing
-            // runs the projections still ends caught up.
-            if !store::has_unsettled_after(&mut reader, checkpoint).await? {
+            // The fill ran dry. Events committed by now but not yet settled
+            // (an older transaction is open somewhere in the cluster, in any
+            // database) would be left to the runner after the swap: read on
+            // up to the newest event committed when the fill first ran dry,
+            // waiting a bounded time for it to settle, so that a rebuild
+            // done while nothing runs the projections still ends caught up.
+            // The target is fixed: under steady writes the fill must not
+            // chase the log (the swap drains what came since).
+            let target = match settle_target {
+                Some(target) => target,
+                None => match store::newest_committed(&mut reader).await? {
+                    Some(newest) => *settle_target.insert(newest),
+                    None => break,
+                },
+            };
+            if checkpoint >= target {
                 break;
             }
             if settle_waited >= SETTLE_WAIT {
@@ -323,14 +334,16 @@ pub async fn rebuild_on(
                 );
                 break;
             }
-            tokio::time::sleep(SETTLE_POLL).await;
-            settle_waited += SETTLE_POLL;
             events = store::read_settled_for_projections(
                 &mut reader,
                 checkpoint,
                 options.rebuild_batch_size,
             )
             .await?;
+            if events.is_empty() {
+                tokio::time::sleep(SETTLE_POLL).await;
+                settle_waited += SETTLE_POLL;
+            }
             continue;
         };
         let mut tx = conn.begin().await?;

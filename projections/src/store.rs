@@ -118,6 +118,20 @@ async fn read_settled_columns(
         .await
 }
 
+/// The position of the newest committed event visible now, settled or not.
+pub async fn newest_committed(conn: &mut PgConnection) -> sqlx::Result<Option<LogPosition>> {
+    let newest: Option<(i64, i64)> = sqlx::query_as(
+        "select transaction_id::text::bigint, global_position from events \
+         order by events.transaction_id desc, events.global_position desc limit 1",
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(newest.map(|(transaction_id, position)| LogPosition {
+        transaction_id,
+        position,
+    }))
+}
+
 /// Whether committed events after `after` exist that are not yet settled
 /// (an older transaction is still open somewhere in the cluster).
 pub async fn has_unsettled_after(

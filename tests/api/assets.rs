@@ -202,10 +202,12 @@ async fn lists_filter_by_every_field_and_q_newest_first() {
     // `_` is a literal underscore, not a LIKE wildcard.
     assert_eq!(names(&list("?q=g_a").await), ["billing_api"]);
     assert_eq!(names(&list("?q=%25").await), Vec::<String>::new());
+    // As wildcards, `_f` and `b_f` would match web-frontend's `-f` and `b-f`.
+    assert_eq!(names(&list("?q=b_f").await), Vec::<String>::new());
     // Two characters have no trigram: found through the bigram index, and
-    // still case-insensitive and literal (`i` and `_` are in no short code).
+    // still case-insensitive (`i` is in no short code) and literal.
     assert_eq!(names(&list("?q=IT").await), ["core-switch"]);
-    assert_eq!(names(&list("?q=_a").await), ["billing_api"]);
+    assert_eq!(names(&list("?q=_f").await), Vec::<String>::new());
     let code = web["short_code"].as_str().expect("code").to_lowercase();
     assert_eq!(names(&list(&format!("?q={code}")).await), ["Web-Frontend"]);
     assert_eq!(

@@ -711,6 +711,10 @@ pub struct AssetListItem {
 /// Longest `q`, in characters.
 const MAX_QUERY_CHARS: usize = 200;
 
+/// What `search_text` puts between the name and the short code (migration
+/// 0010): refused in `q`, so that no match spans the two.
+const SEARCH_SEPARATOR: char = '\u{1f}';
+
 /// A `q` search: a `LIKE` pattern matching it anywhere in `search_text`
 /// (migration 0010), wildcards escaped. Lower-cased by the database, as the
 /// stored `search_text` is: Rust's lower-casing differs for a few letters.
@@ -830,8 +834,8 @@ pub async fn list(
         problems.add("q", format!("must be at most {MAX_QUERY_CHARS} characters"));
     } else if q.is_some_and(|q| q.contains('\0')) {
         problems.add("q", super::NUL_REASON);
-    } else if q.is_some_and(|q| q.chars().any(char::is_control)) {
-        problems.add("q", "must not contain control characters");
+    } else if q.is_some_and(|q| q.contains(SEARCH_SEPARATOR)) {
+        problems.add("q", "must not contain the unit separator (U+001F)");
     }
     let filters = problems.into_result(|| ListFilters {
         asset_type,
@@ -850,6 +854,10 @@ pub async fn list(
         offset,
     }))
 }
+
+/// The fields of [`AssetListItem`].
+const LIST_FIELDS: &str =
+    "id, short_code, name, asset_type, lifecycle_state, environment, owner_id";
 
 /// The columns of [`AssetListItem`], from `assets a`.
 pub const LIST_COLUMNS: &str =
@@ -884,11 +892,7 @@ async fn list_page(
              a.registration_position from assets a"
         ));
         push_filters(&mut few, filters, SearchPath::Indexes);
-        // The same columns, now of `matches`.
-        few.push(format!(
-            ") select {} from matches",
-            LIST_COLUMNS.replace("a.", "")
-        ));
+        few.push(format!(") select {LIST_FIELDS} from matches"));
         few
     } else {
         let mut many = QueryBuilder::new(format!("select {LIST_COLUMNS} from assets a"));
