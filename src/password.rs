@@ -71,6 +71,12 @@ impl HashPool {
         }))
     }
 
+    /// Whether a job would be admitted now (racy: [`HashPool::run`] still
+    /// decides).
+    fn has_room(&self) -> bool {
+        self.admitted.load(Ordering::Acquire) < self.capacity
+    }
+
     /// Runs `work` on a hashing thread, or refuses at once when the queue
     /// is full. A caller that goes away before its turn costs no hash.
     async fn run<T: Send + 'static>(
@@ -203,6 +209,14 @@ impl Passwords {
             || param("m") != Some(self.params.m_cost())
             || param("t") != Some(self.params.t_cost())
             || param("p") != Some(self.params.p_cost())
+    }
+
+    /// Whether a hash would be admitted now. A login asks first, so that
+    /// the part of a flood beyond the queue is shed before it costs a
+    /// database lookup; the answer does not depend on the account, so it
+    /// tells nothing about which emails exist.
+    pub fn has_room(&self) -> bool {
+        self.pool.has_room()
     }
 
     /// Whether `password` matches `hash`. A malformed hash verifies as

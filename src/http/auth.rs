@@ -23,6 +23,7 @@ use crate::auth::refresh::RefreshToken;
 use crate::config::Secret;
 use crate::domain::session::{OutcomeSlot, RotationOutcome, SessionCommand, SessionError};
 use crate::domain::user::{Email, UserCommand};
+use crate::password::HashingError;
 use crate::ratelimit::{Decision, Limit};
 
 impl DomainError for SessionError {
@@ -170,6 +171,9 @@ pub async fn login(
         [client_key(&context), format!("account:{account}")],
     )
     .await?;
+    if !state.passwords.has_room() {
+        return Err(HashingError::Busy.into());
+    }
     let password = Secret::new(body.password);
     let user: Option<Credentials> = match &email {
         Some(email) => {

@@ -64,7 +64,7 @@ async fn probe(
         tick.tick().await;
         let started = Instant::now();
         let response = client
-            .get(format!("{base}/api/v1/auth/me"))
+            .get(format!("{base}{}", probe_path()))
             .bearer_auth(token)
             .send()
             .await?;
@@ -98,6 +98,12 @@ async fn probe_apart(
             })
     })
     .await?
+}
+
+/// What the probe reads: `GET /api/v1/auth/me`, or `PROBE_PATH` (for
+/// example `/health`, to tell the runtime's share from the database's).
+fn probe_path() -> String {
+    std::env::var("PROBE_PATH").unwrap_or_else(|_| "/api/v1/auth/me".into())
 }
 
 fn ms(duration: Duration) -> f64 {
