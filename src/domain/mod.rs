@@ -95,7 +95,10 @@ impl Commands {
     /// A successful login: the user's `LoginSucceeded` (and `PasswordRehashed`)
     /// and the new session's `SessionStarted`, in one append. One commit
     /// instead of two per login, and never a login recorded without its
-    /// session or a session without its login.
+    /// session or a session without its login. It is one command: both
+    /// events carry its metadata, `command_id` included. A deactivation
+    /// that commits between the fold and the append makes the append
+    /// conflict; the re-run then refuses (`UserError::Inactive`).
     pub async fn record_login(
         &self,
         user_id: uuid::Uuid,

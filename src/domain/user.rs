@@ -104,6 +104,11 @@ pub enum UserError {
     EmailTaken,
     #[error("user")]
     NotFound,
+    /// A login of a deactivated account: its password matched, but it may
+    /// not start a session (the read model the login checked was behind a
+    /// deactivation).
+    #[error("the account is deactivated")]
+    Inactive,
 }
 
 /// The events that change nothing in a [`User`]: recording a login skips
@@ -205,6 +210,9 @@ impl Aggregate for User {
             }
             UserCommand::RecordLoginSuccess { rehashed } => {
                 self.require_registered()?;
+                if !self.is_active {
+                    return Err(UserError::Inactive);
+                }
                 sink.write(UserEvent::LoginSucceeded, self).await;
                 if let Some(password_hash) = rehashed {
                     sink.write(UserEvent::PasswordRehashed { password_hash }, self)
@@ -460,6 +468,17 @@ mod tests {
                     password_hash: "$argon2id$new".into(),
                 },
             ]);
+    }
+
+    #[test]
+    fn given_a_deactivated_user_when_a_login_succeeds_then_it_is_refused() {
+        TestFramework::<User>::with(())
+            .given(vec![
+                registered("ada@example.com"),
+                UserEvent::UserDeactivated,
+            ])
+            .when(UserCommand::RecordLoginSuccess { rehashed: None })
+            .then_expect_error(UserError::Inactive);
     }
 
     #[test]

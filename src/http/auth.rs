@@ -22,7 +22,7 @@ use crate::auth::keyring::PublishedKey;
 use crate::auth::refresh::RefreshToken;
 use crate::config::Secret;
 use crate::domain::session::{OutcomeSlot, RotationOutcome, SessionCommand, SessionError};
-use crate::domain::user::{Email, UserCommand};
+use crate::domain::user::{Email, UserCommand, UserError};
 use crate::password::HashingError;
 use crate::ratelimit::{Decision, Limit};
 
@@ -83,7 +83,7 @@ async fn open_session(
     let session_id = Uuid::new_v4();
     let refresh = RefreshToken::generate(session_id).map_err(ApiError::internal)?;
     let now = OffsetDateTime::now_utc();
-    let position = state
+    let recorded = state
         .commands
         .record_login(
             user_id,
@@ -100,7 +100,26 @@ async fn open_session(
             },
             context.metadata(Actor::User(user_id)),
         )
-        .await?;
+        .await;
+    let position = match recorded {
+        Ok(position) => position,
+        // Deactivated after the read model this login checked: refused
+        // like any inactive account, and recorded as such.
+        Err(cqrs_es::AggregateError::UserError(UserError::Inactive)) => {
+            state
+                .commands
+                .record_for_user(
+                    user_id,
+                    || UserCommand::RecordLoginFailure {
+                        reason: LoginFailure::Inactive,
+                    },
+                    context.metadata(Actor::Anonymous),
+                )
+                .await?;
+            return Err(ApiError::Unauthorized);
+        }
+        Err(error) => return Err(error.into()),
+    };
     let pair = sign_pair(state, user_id, role, session_id, &refresh, now)?;
     Ok((pair, position))
 }

@@ -21,6 +21,8 @@ impl DomainError for UserError {
         match self {
             UserError::EmailTaken => ApiError::Conflict(self.to_string()),
             UserError::NotFound => ApiError::NotFound("user"),
+            // Opaque, as every refused login is.
+            UserError::Inactive => ApiError::Unauthorized,
         }
     }
 }

@@ -221,7 +221,7 @@ impl TestApp {
     pub async fn transactions_of(&self, event_types: &[&str]) -> Vec<(String, i64)> {
         sqlx::query_as(
             "select event_type, transaction_id::text::bigint from events \
-             where event_type = any($1) order by global_position",
+             where event_type = any($1) order by transaction_id, global_position",
         )
         .bind(event_types)
         .fetch_all(&self.app.state().pool)
