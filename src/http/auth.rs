@@ -70,9 +70,9 @@ struct Credentials {
     password_hash: String,
 }
 
-/// Opens a session for `user_id` and signs its first token pair.
-/// Records a successful login and starts its session in one append;
-/// answers the token pair and the position to wait for.
+/// Records a successful login of `user_id` and starts its session in one
+/// append; answers the session's first token pair and the position to wait
+/// for.
 async fn open_session(
     state: &AppState,
     user_id: Uuid,

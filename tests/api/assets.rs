@@ -26,7 +26,8 @@ async fn get_asset(app: &TestApp, caller: &Caller, id: &str) -> TestResponse {
         .await
 }
 
-fn names(list: &TestResponse) -> Vec<String> {
+/// The names of a list's items, in order.
+pub fn names(list: &TestResponse) -> Vec<String> {
     list.json()["data"]["items"]
         .as_array()
         .expect("items")

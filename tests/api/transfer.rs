@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
 
-use crate::assets::create_asset;
+use crate::assets::{create_asset, names};
 use crate::helpers::{spawn_app, Caller, TestApp, TestResponse};
 
 async fn import(app: &TestApp, caller: &Caller, content_type: &str, body: Vec<u8>) -> TestResponse {
@@ -257,14 +257,8 @@ async fn searches_with_few_and_many_matches_page_alike() {
                 )
                 .await;
             assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
-            let data = listed.json()["data"].clone();
-            let names: Vec<String> = data["items"]
-                .as_array()
-                .expect("items")
-                .iter()
-                .map(|item| item["name"].as_str().expect("name").to_string())
-                .collect();
-            (names, data["total"].as_i64().expect("total"))
+            let total = listed.json()["data"]["total"].as_i64().expect("total");
+            (names(&listed), total)
         }
     };
     // Many: every row.

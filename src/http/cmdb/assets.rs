@@ -855,10 +855,6 @@ pub async fn list(
     }))
 }
 
-/// The fields of [`AssetListItem`].
-const LIST_FIELDS: &str =
-    "id, short_code, name, asset_type, lifecycle_state, environment, owner_id";
-
 /// The columns of [`AssetListItem`], from `assets a`.
 pub const LIST_COLUMNS: &str =
     "a.id, a.short_code, a.name, a.asset_type, a.lifecycle_state, a.environment, a.owner_id";
@@ -892,7 +888,8 @@ async fn list_page(
              a.registration_position from assets a"
         ));
         push_filters(&mut few, filters, SearchPath::Indexes);
-        few.push(format!(") select {LIST_FIELDS} from matches"));
+        // Named `a` too, so that the same column list reads it.
+        few.push(format!(") select {LIST_COLUMNS} from matches a"));
         few
     } else {
         let mut many = QueryBuilder::new(format!("select {LIST_COLUMNS} from assets a"));
