@@ -67,9 +67,21 @@ pub struct Config {
     /// `json` (default) or `pretty`.
     pub log_format: String,
     pub otlp_endpoint: Option<String>,
-    /// `/ready` fails when a projection is further behind than this.
-    pub ready_max_lag_events: i64,
+    /// `/ready` fails when a projection's oldest unprojected event is older
+    /// than this (a burst being drained is not unreadiness; a stalled
+    /// projector is).
+    pub ready_max_lag: Duration,
+    /// `/ready` reports `degraded` when an append has been open longer than
+    /// this: it holds every projection back.
+    pub ready_max_open_append: Duration,
     pub request_timeout: Duration,
+    /// `statement_timeout` of every API connection: below the request
+    /// timeout, so a query whose request gave up ends in PostgreSQL too
+    /// instead of holding its connection.
+    pub statement_timeout: Duration,
+    /// `lock_timeout` of every API connection: a query waiting on a lock
+    /// gives up this soon.
+    pub lock_timeout: Duration,
     /// How long a command waits for its read models before answering.
     pub read_your_writes_timeout: Duration,
     pub max_body_bytes: usize,
@@ -82,6 +94,10 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// Lifetime of a refresh token (SPEC: 14 days by default).
     pub refresh_token_ttl: Duration,
+    /// How long after a rotation its consumed refresh token answers 401
+    /// without revoking the session (a lost race between two tabs, not
+    /// reuse; ADR 0003).
+    pub refresh_reuse_grace: Duration,
     /// Redis for shared rate limits; without it limits hold per process.
     pub redis_url: Option<Secret>,
     /// Prefix of every Redis key (deployments sharing one Redis stay apart).
@@ -123,6 +139,14 @@ where
     }
 }
 
+/// A statement's budget inside a request's: nine tenths of it, and at
+/// least one second less when there is room, so PostgreSQL ends the query
+/// before the client is told 408.
+pub fn default_statement_timeout(request_timeout: Duration) -> Duration {
+    let tenth = request_timeout / 10;
+    request_timeout.saturating_sub(tenth.max(Duration::from_secs(1)).min(request_timeout / 2))
+}
+
 impl Config {
     /// Reads `.env` (if present) and the environment.
     pub fn from_env() -> anyhow::Result<Self> {
@@ -138,6 +162,7 @@ impl Config {
             }),
             _ => None,
         };
+        let request_timeout = Duration::from_secs(parsed("REQUEST_TIMEOUT_SECONDS", 30)?);
         Ok(Self {
             database_url: Secret::new(database_url),
             database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 20)?,
@@ -154,8 +179,20 @@ impl Config {
             production: var("SENTRYOPS_ENV").as_deref() == Some("production"),
             log_format: var("LOG_FORMAT").unwrap_or_else(|| "json".into()),
             otlp_endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT"),
-            ready_max_lag_events: parsed("READY_MAX_LAG_EVENTS", 10_000)?,
-            request_timeout: Duration::from_secs(parsed("REQUEST_TIMEOUT_SECONDS", 30)?),
+            ready_max_lag: Duration::from_secs(parsed("READY_MAX_LAG_SECONDS", 30)?),
+            ready_max_open_append: Duration::from_secs(parsed(
+                "READY_MAX_OPEN_APPEND_SECONDS",
+                10,
+            )?),
+            request_timeout,
+            statement_timeout: match var("DATABASE_STATEMENT_TIMEOUT_MS") {
+                Some(_) => Duration::from_millis(parsed("DATABASE_STATEMENT_TIMEOUT_MS", 0)?),
+                None => default_statement_timeout(request_timeout),
+            },
+            lock_timeout: match var("DATABASE_LOCK_TIMEOUT_MS") {
+                Some(_) => Duration::from_millis(parsed("DATABASE_LOCK_TIMEOUT_MS", 0)?),
+                None => default_statement_timeout(request_timeout).min(Duration::from_secs(5)),
+            },
             read_your_writes_timeout: Duration::from_millis(parsed(
                 "READ_YOUR_WRITES_TIMEOUT_MS",
                 2000,
@@ -175,6 +212,7 @@ impl Config {
                 "REFRESH_TOKEN_TTL_SECONDS",
                 14 * 24 * 3600,
             )?),
+            refresh_reuse_grace: Duration::from_secs(parsed("REFRESH_REUSE_GRACE_SECONDS", 2)?),
             redis_url: var("REDIS_URL").map(Secret::new),
             redis_key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "sentryops".into()),
             auth_rate_limit_per_minute: parsed("AUTH_RATE_LIMIT_PER_MINUTE", 10)?,
@@ -199,8 +237,11 @@ impl Config {
             production: false,
             log_format: "json".into(),
             otlp_endpoint: None,
-            ready_max_lag_events: 10_000,
+            ready_max_lag: Duration::from_secs(30),
+            ready_max_open_append: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            statement_timeout: default_statement_timeout(Duration::from_secs(30)),
+            lock_timeout: Duration::from_secs(5),
             read_your_writes_timeout: Duration::from_secs(5),
             max_body_bytes: 1024 * 1024,
             password_hashing: PasswordHashing {
@@ -214,6 +255,9 @@ impl Config {
             token_keys_file: None,
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(14 * 24 * 3600),
+            // Generous: concurrent-refresh tests send their requests at
+            // once on a loaded machine; the replay test sets it to zero.
+            refresh_reuse_grace: Duration::from_secs(10),
             redis_url: Some(Secret::new(
                 std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
             )),
@@ -235,6 +279,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_end_before_their_request() {
+        let ms = |d: Duration| d.as_millis();
+        assert_eq!(
+            ms(default_statement_timeout(Duration::from_secs(30))),
+            27_000
+        );
+        assert_eq!(ms(default_statement_timeout(Duration::from_secs(2))), 1_000);
+        assert_eq!(ms(default_statement_timeout(Duration::from_secs(1))), 500);
+    }
 
     #[test]
     fn secrets_never_print() {

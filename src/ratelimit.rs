@@ -4,9 +4,10 @@
 //! The shared limiter is GCRA in one Lua script (atomic; the clock is
 //! Redis's own `TIME`, so replicas with skewed clocks agree). While Redis is
 //! not configured, unreachable or slow (a call has 200 ms), each process
-//! limits on its own with governor, and the outage is logged once. The
-//! `ConnectionManager` reconnects in the background, so shared limits resume
-//! by themselves when Redis returns.
+//! limits on its own with governor, and the outage is logged once. After
+//! the first failed call the circuit opens: requests skip Redis without
+//! waiting for it, and a background probe closes the circuit when Redis
+//! answers again, so shared limits resume by themselves.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use redis::aio::ConnectionManager;
 
-use crate::redis_link::{Outage, CALL_TIMEOUT};
+use crate::redis_link::{Circuit, CALL_TIMEOUT};
 
 /// A limit: `limit` requests per `period`, as a smooth rate with a burst of
 /// `limit`.
@@ -61,7 +62,7 @@ pub struct RateLimiter {
     prefix: String,
     local:
         std::sync::Mutex<std::collections::HashMap<&'static str, DefaultKeyedRateLimiter<String>>>,
-    outage: Outage,
+    circuit: std::sync::Arc<Circuit>,
 }
 
 impl RateLimiter {
@@ -73,14 +74,14 @@ impl RateLimiter {
             script: redis::Script::new(GCRA),
             prefix: prefix.to_string(),
             local: Default::default(),
-            outage: Outage::default(),
+            circuit: Circuit::new(),
         }
     }
 
     /// Counts one request against `limit` for `key`.
     pub async fn check(&self, limit: Limit, key: &str) -> Decision {
         let interval_ms = (limit.period.as_millis() as u64 / u64::from(limit.limit.max(1))).max(1);
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = self.redis.as_ref().filter(|_| !self.circuit.is_open()) {
             let mut connection = redis.clone();
             let full_key = format!("{}:rl:{}:{}", self.prefix, limit.name, key);
             let mut invocation = self.script.key(&full_key);
@@ -90,9 +91,6 @@ impl RateLimiter {
             let call = invocation.invoke_async::<(i64, i64)>(&mut connection);
             match tokio::time::timeout(CALL_TIMEOUT, call).await {
                 Ok(Ok((allowed, wait_ms))) => {
-                    if self.outage.ended() {
-                        tracing::info!("Redis is back: rate limits are shared again");
-                    }
                     return if allowed == 1 {
                         Decision::Allowed
                     } else {
@@ -102,15 +100,20 @@ impl RateLimiter {
                         }
                     };
                 }
-                Ok(Err(error)) => self.note_outage(&error.to_string()),
-                Err(_) => self.note_outage("timed out"),
+                Ok(Err(error)) => self.note_outage(redis, &error.to_string()),
+                Err(_) => self.note_outage(redis, "timed out"),
             }
         }
         self.check_locally(limit, key)
     }
 
-    fn note_outage(&self, reason: &str) {
-        if self.outage.began() {
+    /// Whether limits are per process now (no Redis, or its circuit open).
+    pub fn is_local(&self) -> bool {
+        self.redis.is_none() || self.circuit.is_open()
+    }
+
+    fn note_outage(&self, redis: &ConnectionManager, reason: &str) {
+        if self.circuit.trip(redis) {
             tracing::warn!(
                 reason,
                 "Redis unavailable: rate limits hold per process until it returns"

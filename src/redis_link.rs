@@ -2,8 +2,9 @@
 //!
 //! Rate limits ([`crate::ratelimit`]) and access-cache invalidations
 //! ([`crate::auth::access`]) share one `ConnectionManager`: it reconnects in
-//! the background and fails commands meanwhile (DESIGN D6), each caller
-//! falls back on its own, and each logs an outage once, not per request.
+//! the background and fails commands meanwhile (DESIGN D6); each caller
+//! falls back on its own behind a [`Circuit`], which skips Redis during an
+//! outage and probes it in the background, and logs an outage once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,22 +24,54 @@ pub fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
     Ok(redis::Client::open(url)?.get_connection_manager_lazy(config)?)
 }
 
-/// Remembers whether Redis is failing for one caller, so that an outage and
-/// the recovery are each logged once.
+/// How often an open circuit probes Redis (`PING`) in the background.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A circuit breaker over the Redis connection, one per caller (the rate
+/// limiter, each invalidation channel). Closed, calls go to Redis. The
+/// first failure opens it: from then on callers skip Redis at once (their
+/// in-process fallback answers in microseconds instead of after a timeout
+/// on every request) while a background task pings Redis every
+/// [`PROBE_INTERVAL`]; the first answer closes it. Opening and closing are
+/// each reported once, so an outage is logged once, not per request.
 #[derive(Debug, Default)]
-pub struct Outage {
-    failing: AtomicBool,
+pub struct Circuit {
+    open: AtomicBool,
 }
 
-impl Outage {
-    /// Records a failure; true for the first one of an outage.
-    pub fn began(&self) -> bool {
-        !self.failing.swap(true, Ordering::Relaxed)
+impl Circuit {
+    /// A closed circuit.
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self::default())
     }
 
-    /// Records a success; true for the first one after an outage.
-    pub fn ended(&self) -> bool {
-        self.failing.swap(false, Ordering::Relaxed)
+    /// Whether callers should skip Redis now.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Records a failed call: opens the circuit and starts the probe; true
+    /// when this failure opened it (log it), false when it was open.
+    pub fn trip(self: &std::sync::Arc<Self>, redis: &ConnectionManager) -> bool {
+        if self.open.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let circuit = std::sync::Arc::clone(self);
+        let redis = redis.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_INTERVAL).await;
+                let mut connection = redis.clone();
+                let command = redis::cmd("PING");
+                let ping = command.query_async::<String>(&mut connection);
+                if matches!(tokio::time::timeout(CALL_TIMEOUT, ping).await, Ok(Ok(_))) {
+                    circuit.open.store(false, Ordering::Release);
+                    tracing::info!("Redis answers again");
+                    return;
+                }
+            }
+        });
+        true
     }
 }
 
@@ -50,7 +83,7 @@ pub struct InvalidationChannel {
     name: String,
     /// What the cache holds, for the logs.
     what: &'static str,
-    outage: Outage,
+    circuit: std::sync::Arc<Circuit>,
 }
 
 impl InvalidationChannel {
@@ -60,7 +93,7 @@ impl InvalidationChannel {
             redis,
             name,
             what,
-            outage: Outage::default(),
+            circuit: Circuit::new(),
         }
     }
 
@@ -69,23 +102,17 @@ impl InvalidationChannel {
         let Some(redis) = &self.redis else {
             return;
         };
-        match publish(redis, &self.name, messages).await {
-            Ok(()) => {
-                if self.outage.ended() {
-                    tracing::info!(
-                        cache = self.what,
-                        "Redis is back: invalidations reach every replica"
-                    );
-                }
-            }
-            Err(reason) => {
-                if self.outage.began() {
-                    tracing::warn!(
-                        cache = self.what,
-                        reason,
-                        "Redis unavailable: other replicas see changes only when their cache entries expire"
-                    );
-                }
+        if self.circuit.is_open() {
+            // Skipped: the TTL bounds staleness until Redis answers again.
+            return;
+        }
+        if let Err(reason) = publish(redis, &self.name, messages).await {
+            if self.circuit.trip(redis) {
+                tracing::warn!(
+                    cache = self.what,
+                    reason,
+                    "Redis unavailable: other replicas see changes only when their cache entries expire"
+                );
             }
         }
     }

@@ -15,12 +15,49 @@ use crate::domain::Commands;
 use crate::http::{self, AppState, AppStateInner};
 use crate::password::Passwords;
 
-/// Connects to PostgreSQL.
+/// Connects to PostgreSQL without statement or lock timeouts: for the
+/// projection runtime, rebuilds and the command line, whose work may
+/// rightly take long.
 pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
+    connect_with(config, config.database_max_connections, None).await
+}
+
+/// The pool of the API: every connection carries `statement_timeout` and
+/// `lock_timeout` below the request timeout, so a query whose request
+/// timed out (or that waits on somebody's lock) ends inside PostgreSQL and
+/// gives its connection back, instead of holding one of the pool's few
+/// connections for as long as the lock lasts.
+pub async fn connect_api(config: &Config) -> anyhow::Result<PgPool> {
+    connect_with(
+        config,
+        config.database_max_connections,
+        Some((config.statement_timeout, config.lock_timeout)),
+    )
+    .await
+}
+
+async fn connect_with(
+    config: &Config,
+    max_connections: u32,
+    timeouts: Option<(std::time::Duration, std::time::Duration)>,
+) -> anyhow::Result<PgPool> {
+    let mut options: sqlx::postgres::PgConnectOptions = config
+        .database_url
+        .expose()
+        .parse()
+        .context("DATABASE_URL is not a PostgreSQL URL")?;
+    if let Some((statement, lock)) = timeouts {
+        // Startup parameters: set once per connection, no round trip.
+        let ms = |d: std::time::Duration| d.as_millis().max(1).to_string();
+        options = options.options([
+            ("statement_timeout", ms(statement)),
+            ("lock_timeout", ms(lock)),
+        ]);
+    }
     PgPoolOptions::new()
-        .max_connections(config.database_max_connections)
+        .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect(config.database_url.expose())
+        .connect_with(options)
         .await
         .context("cannot connect to PostgreSQL (check DATABASE_URL)")
 }
@@ -45,13 +82,18 @@ impl Application {
         // First: a rule file that does not load stops the start before
         // anything else happens (SPEC section 4).
         let rules = crate::compliance::load_rules(config.rules_dir.as_deref())?;
-        let pool = connect(&config).await?;
-        migrate(&pool).await?;
-        let runtime = ProjectionRuntime::new(
-            pool.clone(),
-            sentryops_projections::all(),
-            RuntimeOptions::default(),
-        );
+        let pool = connect_api(&config).await?;
+        // The projectors' own pool, without the API's timeouts: a batch or
+        // a rebuild may wait on a lock, and must not fail for it.
+        let projections = sentryops_projections::all();
+        let runtime_pool = connect_with(
+            &config,
+            u32::try_from(projections.len() * 2 + 4).unwrap_or(32),
+            None,
+        )
+        .await?;
+        migrate(&runtime_pool).await?;
+        let runtime = ProjectionRuntime::new(runtime_pool, projections, RuntimeOptions::default());
         let redis_url = config.redis_url.as_ref().map(|url| url.expose());
         if redis_url.is_none() {
             tracing::warn!(

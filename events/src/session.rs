@@ -37,12 +37,20 @@ pub enum SessionEvent {
         expires_at: OffsetDateTime,
     },
     /// The current refresh token was consumed and a new one issued.
+    ///
+    /// Version 1.1 adds `rotated_at`, the moment the rotating request
+    /// arrived: a request presenting the consumed token that arrived
+    /// within the reuse grace of it lost a race (two tabs refreshing at
+    /// once) and is not reuse (ADR 0003). A 1.0 event reads with `None`,
+    /// which no grace covers: it reads exactly as it did.
     RefreshTokenRotated {
         consumed_token_id: Uuid,
         token_id: Uuid,
         token_hash: String,
         #[serde(with = "time::serde::rfc3339")]
         expires_at: OffsetDateTime,
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        rotated_at: Option<OffsetDateTime>,
     },
     /// An already-consumed refresh token was presented again (RFC 9700):
     /// the family is compromised; `SessionRevoked` follows.
@@ -63,6 +71,35 @@ impl DomainEvent for SessionEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".into()
+        match self {
+            SessionEvent::RefreshTokenRotated { .. } => "1.1",
+            _ => "1.0",
+        }
+        .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1.0 rotation, as stored before `rotated_at` existed, still reads.
+    #[test]
+    fn a_stored_version_1_0_rotation_reads_without_its_time() {
+        let stored = serde_json::json!({"RefreshTokenRotated": {
+            "consumed_token_id": Uuid::from_u128(1),
+            "token_id": Uuid::from_u128(2),
+            "token_hash": "h",
+            "expires_at": "2030-01-01T00:00:00Z",
+        }});
+        let event: SessionEvent = serde_json::from_value(stored).expect("1.0 reads");
+        assert!(matches!(
+            event,
+            SessionEvent::RefreshTokenRotated {
+                rotated_at: None,
+                ..
+            }
+        ));
+        assert_eq!(event.event_version(), "1.1");
     }
 }

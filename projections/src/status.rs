@@ -1,5 +1,5 @@
 //! Projection status for operators: version, checkpoint, lag in events and
-//! seconds, and the oldest open transaction when one holds the horizon back
+//! seconds, and the oldest open append when one holds the horizon back
 //! (DESIGN D3's caveat made visible).
 
 use serde::Serialize;
@@ -33,10 +33,9 @@ pub struct ProjectionStatus {
     pub updated_at: Option<OffsetDateTime>,
 }
 
-/// The oldest open transaction that holds a transaction id: while it
-/// lasts, the snapshot horizon cannot pass it, so events committed after it
-/// started cannot be projected. (Read-only transactions do not hold the
-/// horizon back; prepared transactions are not listed here.)
+/// The oldest append in flight: while it lasts, the settled horizon cannot
+/// pass it, so events committed after it started cannot be projected
+/// (ADR 0004). Other open transactions no longer hold projections back.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OpenTransaction {
     pub pid: i32,
@@ -45,7 +44,17 @@ pub struct OpenTransaction {
     pub application_name: Option<String>,
 }
 
-/// Status of every projection, and the oldest open transaction if any.
+/// The oldest append in flight in this database, if any.
+pub async fn oldest_open_append(pool: &PgPool) -> sqlx::Result<Option<OpenTransaction>> {
+    sqlx::query_as::<_, OpenTransaction>(
+        "select pid, state, coalesce(age_seconds, 0) as age_seconds, application_name \
+         from events_open_appends() limit 1",
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Status of every projection, and the oldest open append if any.
 pub async fn status(
     pool: &PgPool,
     projections: &[Arc<dyn Projection>],
@@ -105,14 +114,6 @@ pub async fn status(
             updated_at: row.as_ref().map(|r| r.8),
         });
     }
-    let oldest = sqlx::query_as::<_, OpenTransaction>(
-        "select pid, state, extract(epoch from now() - xact_start)::float8 as age_seconds, \
-                application_name \
-         from pg_stat_activity \
-         where backend_xid is not null and pid <> pg_backend_pid() \
-         order by age(backend_xid) desc limit 1",
-    )
-    .fetch_optional(pool)
-    .await?;
+    let oldest = oldest_open_append(pool).await?;
     Ok((rows, oldest))
 }

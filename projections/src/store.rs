@@ -4,9 +4,14 @@
 //! `global_position` is assigned at insert, not at commit, so a transaction
 //! holding position 5 can commit after one holding position 6. Reading by
 //! position alone would move a checkpoint past 5 before it is visible and
-//! lose it for good. We read only from transactions below the snapshot
-//! horizon (`pg_snapshot_xmin`): none of those can still be in flight, so the
-//! order `(transaction_id, global_position)` over them is final.
+//! lose it for good. We read only from transactions below the settled
+//! horizon (`events_settled_horizon()`, migration 0011, ADR 0004): the oldest
+//! append still in flight, so no transaction below it can still add an
+//! event, and the order `(transaction_id, global_position)` over them is
+//! final. Transactions that do not append (an idle one in another database,
+//! a write to another table) do not hold it back: an append must be the
+//! first write of its transaction, so one that already has an xid and no
+//! lock on `events` never will.
 
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -106,7 +111,7 @@ async fn read_settled_columns(
     let sql = format!(
         "select {columns} from events \
          where (transaction_id, global_position) > ($1::text::xid8, $2) \
-           and transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           and transaction_id < (select events_settled_horizon()) \
          order by events.transaction_id, events.global_position \
          limit $3"
     );
@@ -133,7 +138,7 @@ pub async fn newest_committed(conn: &mut PgConnection) -> sqlx::Result<Option<Lo
 }
 
 /// Whether committed events after `after` exist that are not yet settled
-/// (an older transaction is still open somewhere in the cluster).
+/// (an older append is still open).
 pub async fn has_unsettled_after(
     conn: &mut PgConnection,
     after: LogPosition,

@@ -231,7 +231,7 @@ async fn projection_status(config: Config, json: bool) -> anyhow::Result<()> {
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "projections": statuses,
-                "oldest_open_transaction": oldest,
+                "oldest_open_append": oldest,
             }))?
         );
         return Ok(());
@@ -263,7 +263,7 @@ async fn projection_status(config: Config, json: bool) -> anyhow::Result<()> {
     }
     if let Some(oldest) = oldest {
         println!(
-            "oldest open transaction: pid {} ({}), open {:.1}s{}",
+            "oldest open append: pid {} ({}), open {:.1}s{}",
             oldest.pid,
             oldest.state.unwrap_or_default(),
             oldest.age_seconds,

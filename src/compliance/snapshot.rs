@@ -32,7 +32,7 @@ use super::{AssetSnapshot, OwnerSnapshot};
 use crate::domain::asset::Asset;
 
 /// The end of the log prefix made of every transaction that has ended:
-/// first waits up to `patience` until each transaction begun before this
+/// first waits up to `patience` until each append begun before this
 /// call has ended (on timeout the cut is simply older). Before the first
 /// event it is `(0, 0)`.
 pub async fn settled_cut(pool: &PgPool, patience: Duration) -> sqlx::Result<EvaluatedAt> {
@@ -42,10 +42,9 @@ pub async fn settled_cut(pool: &PgPool, patience: Duration) -> sqlx::Result<Eval
             .await?;
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        let (horizon,): (i64,) =
-            sqlx::query_as("select pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(pool)
-                .await?;
+        let (horizon,): (i64,) = sqlx::query_as("select events_settled_horizon()::text::bigint")
+            .fetch_one(pool)
+            .await?;
         let timed_out = tokio::time::Instant::now() >= deadline;
         if timed_out && horizon < begun_before {
             // Consistent still, but older than the request: writes that

@@ -12,6 +12,7 @@ pub mod dependency;
 pub mod event_store;
 pub mod session;
 pub mod tag;
+pub mod text;
 pub mod user;
 
 use cqrs_es::event_sink::EventSink;
@@ -197,6 +198,32 @@ impl Commands {
     ) -> CommandResult<session::SessionError> {
         self.execute(&self.sessions, &session_id.to_string(), command, metadata)
             .await
+    }
+
+    /// Whether `(token_id, token_hash)` is a refresh token the session
+    /// `session_id` issued (current or consumed), read from its stream.
+    /// What a forged token cannot pass: the per-session limit counts only
+    /// tokens that pass it, so nobody can spend a victim's budget by
+    /// naming its session.
+    pub async fn session_issued(
+        &self,
+        session_id: uuid::Uuid,
+        token_id: uuid::Uuid,
+        token_hash: &str,
+    ) -> sqlx::Result<bool> {
+        let events: Vec<sqlx::types::Json<sentryops_events::session::SessionEvent>> =
+            sqlx::query_scalar(
+                "select payload from events \
+                 where aggregate_type = 'session' and aggregate_id = $1 order by sequence",
+            )
+            .bind(session_id.to_string())
+            .fetch_all(self.repository.pool())
+            .await?;
+        let mut session = session::Session::default();
+        for sqlx::types::Json(event) in events {
+            session.apply(event);
+        }
+        Ok(session.issued(token_id, token_hash))
     }
 
     /// Runs `command` against the asset `asset_id`. Like every CMDB door it

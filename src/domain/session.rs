@@ -25,6 +25,10 @@ pub enum RotationOutcome {
     Rotated { user_id: Uuid },
     /// The presented token was already consumed: the session is revoked.
     ReuseDetected,
+    /// The presented token was consumed by a rotation whose request
+    /// arrived within the reuse grace of this one (two tabs refreshing at
+    /// once): refused, and nothing recorded (ADR 0003).
+    RaceLost,
 }
 
 /// Where the aggregate leaves a rotation's outcome for the caller.
@@ -46,7 +50,11 @@ pub enum SessionCommand {
         token_id: Uuid,
         token_hash: String,
         expires_at: OffsetDateTime,
+        /// When the request arrived.
         now: OffsetDateTime,
+        /// How long after a rotation its consumed token is a lost race
+        /// rather than reuse (`REFRESH_REUSE_GRACE_SECONDS`).
+        reuse_grace: time::Duration,
         outcome: OutcomeSlot,
     },
     /// Ends the session. With `proof` (a logout), only a holder of one of
@@ -79,10 +87,25 @@ pub struct Session {
     #[serde(with = "time::serde::rfc3339::option")]
     expires_at: Option<OffsetDateTime>,
     revoked: bool,
+    /// When the request of the newest rotation arrived (unknown for 1.0
+    /// rotations).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    last_rotated_at: Option<OffsetDateTime>,
 }
 
 fn same(token: &(Uuid, String), id: Uuid, hash: &str) -> bool {
     token.0 == id && bool::from(token.1.as_bytes().ct_eq(hash.as_bytes()))
+}
+
+impl Session {
+    /// Whether `(id, hash)` is one of this session's refresh tokens,
+    /// current or consumed: a token that is not was never issued by us.
+    pub fn issued(&self, id: Uuid, hash: &str) -> bool {
+        self.current
+            .iter()
+            .chain(self.consumed.iter())
+            .any(|token| same(token, id, hash))
+    }
 }
 
 impl Aggregate for Session {
@@ -129,6 +152,7 @@ impl Aggregate for Session {
                 token_hash,
                 expires_at,
                 now,
+                reuse_grace,
                 outcome,
             } => {
                 let user_id = self.user_id.ok_or(SessionError::NotFound)?;
@@ -146,11 +170,27 @@ impl Aggregate for Session {
                             token_id,
                             token_hash,
                             expires_at,
+                            rotated_at: Some(now),
                         },
                         self,
                     )
                     .await;
                     let _ = outcome.set(RotationOutcome::Rotated { user_id });
+                    return Ok(());
+                }
+                // The token the newest rotation consumed, presented by a
+                // request that arrived at most `reuse_grace` after that
+                // rotation's (or before it): the loser of a race, not a
+                // replay. Older tokens get no grace.
+                let lost_race = self
+                    .consumed
+                    .last()
+                    .is_some_and(|last| same(last, presented_token_id, &presented_hash))
+                    && self
+                        .last_rotated_at
+                        .is_some_and(|rotated_at| now - rotated_at <= reuse_grace);
+                if lost_race {
+                    let _ = outcome.set(RotationOutcome::RaceLost);
                     return Ok(());
                 }
                 if self
@@ -213,8 +253,10 @@ impl Aggregate for Session {
                 token_id,
                 token_hash,
                 expires_at,
+                rotated_at,
                 ..
             } => {
+                self.last_rotated_at = rotated_at;
                 if let Some(previous) = self.current.replace((token_id, token_hash)) {
                     self.consumed.push(previous);
                 }
@@ -255,25 +297,124 @@ mod tests {
         }
     }
 
+    /// When the rotation of [`rotated`] happened.
+    fn rotation_time() -> OffsetDateTime {
+        time::macros::datetime!(2026-12-03 12:00 UTC)
+    }
+
     fn rotated() -> SessionEvent {
         SessionEvent::RefreshTokenRotated {
             consumed_token_id: FIRST,
             token_id: SECOND,
             token_hash: "hash-2".into(),
             expires_at: far(),
+            rotated_at: Some(rotation_time()),
         }
     }
 
-    fn rotate(id: Uuid, hash: &str, slot: &OutcomeSlot) -> SessionCommand {
+    const GRACE: time::Duration = time::Duration::seconds(2);
+
+    /// A rotation request arriving `after` the rotation of [`rotated`].
+    fn rotate_at(
+        id: Uuid,
+        hash: &str,
+        slot: &OutcomeSlot,
+        after: time::Duration,
+    ) -> SessionCommand {
         SessionCommand::RotateRefreshToken {
             presented_token_id: id,
             presented_hash: hash.into(),
             token_id: Uuid::from_u128(3),
             token_hash: "hash-3".into(),
             expires_at: far(),
-            now: OffsetDateTime::now_utc(),
+            now: rotation_time() + after,
+            reuse_grace: GRACE,
             outcome: Arc::clone(slot),
         }
+    }
+
+    /// A rotation request well past any grace.
+    fn rotate(id: Uuid, hash: &str, slot: &OutcomeSlot) -> SessionCommand {
+        rotate_at(id, hash, slot, time::Duration::minutes(5))
+    }
+
+    #[test]
+    fn given_a_rotation_when_its_token_comes_again_within_the_grace_then_refused_without_revoking()
+    {
+        for after in [
+            time::Duration::seconds(-1),
+            time::Duration::ZERO,
+            time::Duration::seconds(2),
+        ] {
+            let slot = OutcomeSlot::default();
+            TestFramework::<Session>::with(())
+                .given(vec![started(), rotated()])
+                .when(rotate_at(FIRST, "hash-1", &slot, after))
+                .then_expect_events(vec![]);
+            assert_eq!(slot.get(), Some(&RotationOutcome::RaceLost), "{after}");
+        }
+    }
+
+    #[test]
+    fn given_a_rotation_when_its_token_comes_again_after_the_grace_then_reuse_revokes() {
+        let slot = OutcomeSlot::default();
+        TestFramework::<Session>::with(())
+            .given(vec![started(), rotated()])
+            .when(rotate_at(
+                FIRST,
+                "hash-1",
+                &slot,
+                GRACE + time::Duration::milliseconds(1),
+            ))
+            .then_expect_events(vec![
+                SessionEvent::RefreshTokenReuseDetected { token_id: FIRST },
+                SessionEvent::SessionRevoked {
+                    reason: RevocationReason::RefreshTokenReuse,
+                },
+            ]);
+        assert_eq!(slot.get(), Some(&RotationOutcome::ReuseDetected));
+    }
+
+    #[test]
+    fn given_two_rotations_when_the_older_token_comes_within_the_grace_then_reuse_revokes() {
+        let second_rotation = SessionEvent::RefreshTokenRotated {
+            consumed_token_id: SECOND,
+            token_id: Uuid::from_u128(4),
+            token_hash: "hash-4".into(),
+            expires_at: far(),
+            rotated_at: Some(rotation_time()),
+        };
+        let slot = OutcomeSlot::default();
+        TestFramework::<Session>::with(())
+            .given(vec![started(), rotated(), second_rotation])
+            .when(rotate_at(FIRST, "hash-1", &slot, time::Duration::ZERO))
+            .then_expect_events(vec![
+                SessionEvent::RefreshTokenReuseDetected { token_id: FIRST },
+                SessionEvent::SessionRevoked {
+                    reason: RevocationReason::RefreshTokenReuse,
+                },
+            ]);
+    }
+
+    #[test]
+    fn given_a_version_1_0_rotation_when_its_token_comes_again_then_reuse_revokes() {
+        let old_rotation = SessionEvent::RefreshTokenRotated {
+            consumed_token_id: FIRST,
+            token_id: SECOND,
+            token_hash: "hash-2".into(),
+            expires_at: far(),
+            rotated_at: None,
+        };
+        let slot = OutcomeSlot::default();
+        TestFramework::<Session>::with(())
+            .given(vec![started(), old_rotation])
+            .when(rotate_at(FIRST, "hash-1", &slot, time::Duration::ZERO))
+            .then_expect_events(vec![
+                SessionEvent::RefreshTokenReuseDetected { token_id: FIRST },
+                SessionEvent::SessionRevoked {
+                    reason: RevocationReason::RefreshTokenReuse,
+                },
+            ]);
     }
 
     #[test]
@@ -345,7 +486,7 @@ mod tests {
             user_id: USER,
             token_id: FIRST,
             token_hash: "hash-1".into(),
-            expires_at: OffsetDateTime::now_utc() - time::Duration::seconds(1),
+            expires_at: rotation_time() - time::Duration::seconds(1),
         };
         TestFramework::<Session>::with(())
             .given(vec![expired])

@@ -51,14 +51,11 @@ impl Email {
 pub struct FullName(String);
 
 impl FullName {
-    /// Trims; refuses empty, over-long or control characters.
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let name = raw.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            Err("must be 1 to 200 characters")
-        } else {
-            Ok(Self(name.to_string()))
-        }
+    /// Trims; refuses empty or over-long names and, like every name of the
+    /// service, control and bidi override characters ([`super::text`]).
+    pub fn parse(raw: &str) -> Result<Self, super::text::TextError> {
+        super::text::DisplayText::parse(raw, 200, super::text::TextKind::Name)
+            .map(|name| Self(name.into_string()))
     }
 
     /// The name.

@@ -146,11 +146,11 @@ fn sign_pair(
 }
 
 /// Counts one attempt against the auth limit of `name` for each key (client
-/// address, account): 429 when any is over.
+/// address, account or session): 429 when any is over.
 async fn enforce_auth_limit(
     state: &AppState,
     name: &'static str,
-    keys: [String; 2],
+    keys: &[String],
 ) -> Result<(), ApiError> {
     let limit = Limit {
         name,
@@ -158,7 +158,7 @@ async fn enforce_auth_limit(
         period: std::time::Duration::from_secs(60),
     };
     for key in keys {
-        if let Decision::Limited { retry_after, limit } = state.limiter.check(limit, &key).await {
+        if let Decision::Limited { retry_after, limit } = state.limiter.check(limit, key).await {
             return Err(ApiError::RateLimited {
                 retry_after_secs: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
                 limit,
@@ -187,7 +187,7 @@ pub async fn login(
     enforce_auth_limit(
         &state,
         "login",
-        [client_key(&context), format!("account:{account}")],
+        &[client_key(&context), format!("account:{account}")],
     )
     .await?;
     if !state.passwords.has_room() {
@@ -250,22 +250,40 @@ pub struct RefreshRequest {
 }
 
 /// `POST /api/v1/auth/refresh`: rotates a refresh token. A consumed token
-/// revokes its whole session (reuse detection); an access token, garbage,
-/// or a token of a revoked or expired session is a 401.
+/// revokes its whole session (reuse detection) unless it was consumed
+/// within the reuse grace (a lost race: 401, nothing revoked; ADR 0003);
+/// an access token, garbage, or a token of a revoked or expired session is
+/// a 401.
+///
+/// Limits: every attempt counts against the client address; only a token
+/// the session really issued counts against the session, so forged tokens
+/// naming somebody's session spend nobody's budget but their sender's.
 pub async fn refresh(
     State(state): State<AppState>,
     context: RequestContext,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Answer<TokenPair>, ApiError> {
-    let presented = RefreshToken::parse(&body.refresh_token);
-    let session_key = presented.as_ref().map_or_else(
-        || "session:none".to_string(),
-        |token| format!("session:{}", token.session_id),
-    );
-    enforce_auth_limit(&state, "refresh", [client_key(&context), session_key]).await?;
-    let presented = presented.ok_or(ApiError::Unauthorized)?;
-    let next = RefreshToken::generate(presented.session_id).map_err(ApiError::internal)?;
     let now = OffsetDateTime::now_utc();
+    enforce_auth_limit(&state, "refresh", &[client_key(&context)]).await?;
+    let presented = RefreshToken::parse(&body.refresh_token).ok_or(ApiError::Unauthorized)?;
+    if !state
+        .commands
+        .session_issued(
+            presented.session_id,
+            presented.token_id,
+            &presented.secret_hash(),
+        )
+        .await?
+    {
+        return Err(ApiError::Unauthorized);
+    }
+    enforce_auth_limit(
+        &state,
+        "refresh",
+        &[format!("session:{}", presented.session_id)],
+    )
+    .await?;
+    let next = RefreshToken::generate(presented.session_id).map_err(ApiError::internal)?;
     let outcome = OutcomeSlot::default();
     let result = state
         .commands
@@ -278,6 +296,8 @@ pub async fn refresh(
                 token_hash: next.secret_hash(),
                 expires_at: now + state.config.refresh_token_ttl,
                 now,
+                reuse_grace: time::Duration::try_from(state.config.refresh_reuse_grace)
+                    .unwrap_or(time::Duration::ZERO),
                 outcome: outcome.clone(),
             },
             context.metadata(Actor::Anonymous),
@@ -289,12 +309,17 @@ pub async fn refresh(
         Err(cqrs_es::AggregateError::AggregateConflict) => return Err(ApiError::Unauthorized),
         Err(error) => return Err(error.into()),
     };
-    let Some(RotationOutcome::Rotated { user_id }) = outcome.get().copied() else {
-        // Reuse revoked the session: its access tokens stop here.
-        state
-            .settle_access_change(position, AccessKey::Session(presented.session_id))
-            .await;
-        return Err(ApiError::Unauthorized);
+    let user_id = match outcome.get().copied() {
+        Some(RotationOutcome::Rotated { user_id }) => user_id,
+        // Lost a race the winner already committed: nothing to settle.
+        Some(RotationOutcome::RaceLost) | None => return Err(ApiError::Unauthorized),
+        Some(RotationOutcome::ReuseDetected) => {
+            // Reuse revoked the session: its access tokens stop here.
+            state
+                .settle_access_change(position, AccessKey::Session(presented.session_id))
+                .await;
+            return Err(ApiError::Unauthorized);
+        }
     };
     let user: Option<(String, bool)> =
         sqlx::query_as("select role, is_active from users where id = $1")

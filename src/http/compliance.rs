@@ -200,6 +200,9 @@ pub struct ScoreView {
     #[serde(with = "time::serde::rfc3339::option")]
     started_at: Option<OffsetDateTime>,
     total_assets: i64,
+    passed_count: i64,
+    failed_count: i64,
+    not_applicable_count: i64,
     severity_failing: SeverityCounts,
 }
 
@@ -215,6 +218,9 @@ pub async fn score(
             run_id: Some(run.id),
             started_at: Some(run.started_at),
             total_assets: run.total_assets,
+            passed_count: run.passed_count,
+            failed_count: run.failed_count,
+            not_applicable_count: run.not_applicable_count,
             severity_failing: run.severity_failing.0,
         },
         None => ScoreView {
@@ -222,6 +228,9 @@ pub async fn score(
             run_id: None,
             started_at: None,
             total_assets: 0,
+            passed_count: 0,
+            failed_count: 0,
+            not_applicable_count: 0,
             severity_failing: SeverityCounts::default(),
         },
     }))
@@ -278,7 +287,31 @@ pub struct NewlyFailing {
     asset_name: String,
     rule_id: String,
     severity: Severity,
+    title: String,
+    control: String,
     evidence: Value,
+}
+
+/// Query of `GET /api/v1/compliance/newly-failing`: without `limit`, every
+/// item (as the original API answered).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewlyFailingQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// The rules a run recorded (title, control, severity of each at the time).
+async fn run_rules(
+    state: &AppState,
+    run_id: Uuid,
+) -> Result<Vec<sentryops_events::compliance::RuleRef>, ApiError> {
+    let rules: Option<Json<Vec<sentryops_events::compliance::RuleRef>>> =
+        sqlx::query_scalar("select rules from compliance_runs where run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&state.pool)
+            .await?;
+    Ok(rules.map(|Json(rules)| rules).unwrap_or_default())
 }
 
 /// `GET /api/v1/compliance/newly-failing`: a list page, with the two runs
@@ -306,9 +339,13 @@ const RESULTS_OF_ASSET: &str = "select asset->'results' from events \
 pub async fn newly_failing(
     State(state): State<AppState>,
     _caller: Authenticated,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<NewlyFailingQuery>,
 ) -> Result<Answer<NewlyFailingView>, ApiError> {
-    let (limit, offset) = page_bounds(query.limit, query.offset)?;
+    // No `limit`: the whole list (bounded by assets × rules of one run).
+    let (limit, offset) = match query.limit {
+        Some(_) => page_bounds(query.limit, query.offset)?,
+        None => (i64::MAX, page_bounds(None, query.offset)?.1),
+    };
     let runs = newest_runs(&state, 2, 0).await?;
     let (Some(latest), previous) = (runs.first(), runs.get(1)) else {
         return Ok(Answer::ok(NewlyFailingView {
@@ -316,7 +353,7 @@ pub async fn newly_failing(
             previous_run_id: None,
             items: Vec::new(),
             total: 0,
-            limit,
+            limit: query.limit.unwrap_or(0),
             offset,
         }));
     };
@@ -359,6 +396,7 @@ pub async fn newly_failing(
         .into_iter()
         .map(|(asset_id, Json(results))| (asset_id, results))
         .collect();
+    let rules = run_rules(&state, latest.id).await?;
     let mut items = Vec::with_capacity(page.len());
     for (asset_id, asset_name, _, rule_id) in page {
         let result = results
@@ -371,9 +409,12 @@ pub async fn newly_failing(
             .ok_or_else(|| {
                 ApiError::internal(anyhow::anyhow!("run {} lacks a result", latest.id))
             })?;
+        let rule = rules.iter().find(|rule| rule.id == rule_id);
         items.push(NewlyFailing {
             asset_id,
             asset_name,
+            title: rule.map(|rule| rule.title.clone()).unwrap_or_default(),
+            control: rule.map(|rule| rule.control.clone()).unwrap_or_default(),
             severity: serde_json::from_value(result["severity"].clone())
                 .map_err(ApiError::internal)?,
             evidence: result.get("evidence").cloned().unwrap_or(Value::Null),
@@ -383,9 +424,9 @@ pub async fn newly_failing(
     Ok(Answer::ok(NewlyFailingView {
         run_id: Some(latest.id),
         previous_run_id: previous.map(|run| run.id),
+        limit: query.limit.unwrap_or(total),
         items,
         total,
-        limit,
         offset,
     }))
 }
@@ -393,26 +434,60 @@ pub async fn newly_failing(
 /// One asset's results in the latest run.
 #[derive(Debug, Serialize)]
 pub struct AssetResultsView {
-    run_id: Uuid,
+    run_id: Option<Uuid>,
     asset_id: Uuid,
-    asset_name: String,
-    score: f64,
-    items: Value,
+    asset_name: Option<String>,
+    score: Option<f64>,
+    items: Vec<Value>,
     total: i64,
 }
 
-/// `GET /api/v1/compliance/assets/{asset_id}/results`: 404 when there is
-/// no run, or the latest did not evaluate the asset.
+/// The id of one result: the same (run, asset, rule) always gets the
+/// same id, since results live in the log and have no row of their own.
+fn result_id(run_id: Uuid, asset_id: Uuid, rule_id: &str) -> Uuid {
+    Uuid::new_v5(&run_id, format!("{asset_id}/{rule_id}").as_bytes())
+}
+
+/// A recorded result as API.md shows it: the original's `id`, `run_id`,
+/// `asset_id` and `created_at` beside what the log holds.
+fn result_view(run: &RunView, asset_id: Uuid, mut result: Value) -> Value {
+    let rule_id = result["rule_id"].as_str().unwrap_or_default().to_string();
+    if let Value::Object(fields) = &mut result {
+        fields.insert(
+            "id".into(),
+            Value::from(result_id(run.id, asset_id, &rule_id).to_string()),
+        );
+        fields.insert("run_id".into(), Value::from(run.id.to_string()));
+        fields.insert("asset_id".into(), Value::from(asset_id.to_string()));
+        let created_at = run
+            .finished_at
+            .unwrap_or(run.started_at)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        fields.insert("created_at".into(), Value::from(created_at));
+    }
+    result
+}
+
+/// `GET /api/v1/compliance/assets/{asset_id}/results`: the asset's results
+/// in the latest run; an empty list when there is no run or the latest did
+/// not evaluate the asset (a retired one, say).
 pub async fn asset_results(
     State(state): State<AppState>,
     _caller: Authenticated,
     ApiPath(asset_id): ApiPath<Uuid>,
 ) -> Result<Answer<AssetResultsView>, ApiError> {
-    let latest = newest_runs(&state, 1, 0)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or(ApiError::NotFound("compliance run"))?;
+    let empty = |run_id| AssetResultsView {
+        run_id,
+        asset_id,
+        asset_name: None,
+        score: None,
+        items: Vec::new(),
+        total: 0,
+    };
+    let Some(latest) = newest_runs(&state, 1, 0).await?.into_iter().next() else {
+        return Ok(Answer::ok(empty(None)));
+    };
     let row: Option<(String, f64, i64)> = sqlx::query_as(
         "select asset_name, score, batch_sequence from compliance_asset_results \
          where run_id = $1 and asset_id = $2",
@@ -421,9 +496,10 @@ pub async fn asset_results(
     .bind(asset_id)
     .fetch_optional(&state.pool)
     .await?;
-    let (asset_name, score, batch_sequence) =
-        row.ok_or(ApiError::NotFound("compliance results for the asset"))?;
-    let items: Value = sqlx::query_scalar::<_, Json<Value>>(RESULTS_OF_ASSET)
+    let Some((asset_name, score, batch_sequence)) = row else {
+        return Ok(Answer::ok(empty(Some(latest.id))));
+    };
+    let items: Vec<Value> = sqlx::query_scalar::<_, Json<Vec<Value>>>(RESULTS_OF_ASSET)
         .bind(latest.id.to_string())
         .bind(batch_sequence)
         .bind(asset_id.to_string())
@@ -431,14 +507,16 @@ pub async fn asset_results(
         .await?
         .map(|Json(items)| items)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("run {} lacks results", latest.id)))?;
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|result| result_view(&latest, asset_id, result))
+        .collect();
     Ok(Answer::ok(AssetResultsView {
-        run_id: latest.id,
+        run_id: Some(latest.id),
         asset_id,
-        asset_name,
-        score,
-        total: items
-            .as_array()
-            .map_or(0, |all| i64::try_from(all.len()).unwrap_or(i64::MAX)),
+        asset_name: Some(asset_name),
+        score: Some(score),
+        total: i64::try_from(items.len()).unwrap_or(i64::MAX),
         items,
     }))
 }
@@ -450,7 +528,8 @@ pub struct ReportQuery {
     run_id: Option<Uuid>,
 }
 
-/// An asset's line in the report.
+/// An asset's line in the report (`asset_name` is ours, beside the
+/// original's fields).
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct ReportAsset {
     asset_id: Uuid,
@@ -461,28 +540,72 @@ pub struct ReportAsset {
     not_applicable: i32,
 }
 
-/// A failing control in the report.
+/// One failing (asset, rule) of the report, as the original API lists
+/// them (`asset_name` and `weight` are ours).
 #[derive(Debug, Serialize)]
 pub struct FailingControl {
+    asset_id: Uuid,
+    asset_name: String,
+    rule_id: String,
+    title: String,
+    framework: String,
+    control: String,
+    severity: Severity,
+    remediation: String,
+    evidence: Value,
+    /// The severity's weight in the score.
+    weight: i64,
+}
+
+/// A failing rule across the run (ours): what fixing it is worth.
+#[derive(Debug, Serialize)]
+pub struct FailingRule {
     rule_id: String,
     title: String,
     framework: String,
     control: String,
     severity: Severity,
     failing_assets: i64,
-    /// Severity weight × failing assets: what fixing it is worth.
+    /// Severity weight × failing assets.
     weight: i64,
 }
 
-/// `GET /api/v1/compliance/report`.
+/// Result counts of a run by status.
+#[derive(Debug, Serialize)]
+pub struct StatusCounts {
+    pass: i64,
+    fail: i64,
+    not_applicable: i64,
+}
+
+/// `GET /api/v1/compliance/report`: the original's shape, plus `run` (the
+/// run with its event position) and `failing_rules`.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    run: RunView,
+    run_id: Uuid,
+    /// The run's clock: the moment the report describes.
+    #[serde(with = "time::serde::rfc3339")]
+    generated_for: OffsetDateTime,
+    org_score: f64,
+    total_assets: i64,
+    status_counts: StatusCounts,
+    severity_failing: SeverityCounts,
     /// Lowest score first.
-    assets: Vec<ReportAsset>,
-    /// Heaviest first.
+    per_asset: Vec<ReportAsset>,
+    /// One per failing (asset, rule): heaviest first, then by asset and rule.
     failing_controls: Vec<FailingControl>,
+    /// Per rule, heaviest first.
+    failing_rules: Vec<FailingRule>,
+    run: RunView,
 }
+
+/// Every failing result of a run: `(asset_id, asset_name, rule_id, evidence)`.
+const FAILING_RESULTS: &str = "select (asset->>'asset_id')::uuid, asset->>'asset_name', \
+            result->>'rule_id', coalesce(result->'evidence', 'null'::jsonb) from events \
+     cross join lateral jsonb_array_elements(events.payload->'ComplianceResultsRecorded'->'assets') as asset \
+     cross join lateral jsonb_array_elements(asset->'results') as result \
+     where events.aggregate_type = 'compliance_run' and events.aggregate_id = $1 \
+       and events.event_type = 'ComplianceResultsRecorded' and result->>'status' = 'fail'";
 
 /// `GET /api/v1/compliance/report`: of `run_id`, or of the latest run; 404
 /// when there is no such run.
@@ -496,46 +619,88 @@ pub async fn report(
         None => newest_runs(&state, 1, 0).await?.into_iter().next(),
     }
     .ok_or(ApiError::NotFound("compliance run"))?;
-    let assets: Vec<ReportAsset> = sqlx::query_as(
+    let per_asset: Vec<ReportAsset> = sqlx::query_as(
         "select asset_id, asset_name, score, passed, failed, not_applicable \
          from compliance_asset_results where run_id = $1 order by score, asset_id",
     )
     .bind(run.id)
     .fetch_all(&state.pool)
     .await?;
-    let rules: Option<Json<Vec<sentryops_events::compliance::RuleRef>>> =
-        sqlx::query_scalar("select rules from compliance_runs where run_id = $1")
-            .bind(run.id)
-            .fetch_optional(&state.pool)
-            .await?;
-    let failing: Vec<(String, i64)> = sqlx::query_as(
-        "select rule_id, count(*) from compliance_asset_results, unnest(failing_rules) as rule_id \
-         where run_id = $1 group by rule_id",
-    )
-    .bind(run.id)
-    .fetch_all(&state.pool)
-    .await?;
-    let rules = rules.map(|Json(rules)| rules).unwrap_or_default();
+    let rules = run_rules(&state, run.id).await?;
+    let failing: Vec<(Uuid, String, String, Json<Value>)> = sqlx::query_as(FAILING_RESULTS)
+        .bind(run.id.to_string())
+        .fetch_all(&state.pool)
+        .await?;
+    let remediation = |rule_id: &str| {
+        state
+            .rules
+            .rules()
+            .iter()
+            .find(|rule| rule.info().id == rule_id)
+            .map(|rule| rule.info().remediation.clone())
+            .unwrap_or_default()
+    };
     let mut failing_controls: Vec<FailingControl> = failing
         .into_iter()
-        .filter_map(|(rule_id, failing_assets)| {
+        .filter_map(|(asset_id, asset_name, rule_id, Json(evidence))| {
             let rule = rules.iter().find(|rule| rule.id == rule_id)?;
             Some(FailingControl {
+                asset_id,
+                asset_name,
                 title: rule.title.clone(),
                 framework: rule.framework.clone(),
                 control: rule.control.clone(),
                 severity: rule.severity,
-                weight: i64::from(rule.severity.weight()) * failing_assets,
-                failing_assets,
+                remediation: remediation(&rule_id),
+                evidence,
+                weight: i64::from(rule.severity.weight()),
                 rule_id,
             })
         })
         .collect();
-    failing_controls.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.rule_id.cmp(&b.rule_id)));
+    failing_controls.sort_by(|a, b| {
+        b.weight
+            .cmp(&a.weight)
+            .then(a.asset_id.cmp(&b.asset_id))
+            .then(a.rule_id.cmp(&b.rule_id))
+    });
+    let mut failing_rules: Vec<FailingRule> = Vec::new();
+    for control in &failing_controls {
+        match failing_rules
+            .iter_mut()
+            .find(|rule| rule.rule_id == control.rule_id)
+        {
+            Some(rule) => {
+                rule.failing_assets += 1;
+                rule.weight += control.weight;
+            }
+            None => failing_rules.push(FailingRule {
+                rule_id: control.rule_id.clone(),
+                title: control.title.clone(),
+                framework: control.framework.clone(),
+                control: control.control.clone(),
+                severity: control.severity,
+                failing_assets: 1,
+                weight: control.weight,
+            }),
+        }
+    }
+    failing_rules.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.rule_id.cmp(&b.rule_id)));
     Ok(Answer::ok(Report {
-        run,
-        assets,
+        run_id: run.id,
+        generated_for: run.started_at,
+        org_score: run.org_score,
+        total_assets: run.total_assets,
+        status_counts: StatusCounts {
+            pass: run.passed_count,
+            fail: run.failed_count,
+            not_applicable: run.not_applicable_count,
+        },
+        severity_failing: run.severity_failing.0,
+        per_asset,
         failing_controls,
+        failing_rules,
+        run,
     }))
 }
 

@@ -51,6 +51,10 @@ pub enum ApiError {
     /// 503: a dependency is down.
     #[error("service temporarily unavailable")]
     Unavailable,
+    /// 503 with `Retry-After`: a statement ran out of time (the database
+    /// is busy or a lock is held); nothing was changed.
+    #[error("the database is busy; try again shortly")]
+    Busy,
     /// 503 with `Retry-After`: too much work of one kind is queued (password
     /// hashing); shed now rather than answer late.
     #[error("too many requests in progress; try again shortly")]
@@ -112,9 +116,15 @@ impl ApiError {
                     Some(cqrs_es::persist::PersistenceError::ConnectionError(_))
                 )
         });
+        let timed_out = error
+            .chain()
+            .any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(is_timeout));
         if unreachable {
             tracing::error!(error = %error, "database unreachable");
             ApiError::Unavailable
+        } else if timed_out {
+            tracing::warn!(error = %error, "a statement ran out of time");
+            ApiError::Busy
         } else {
             ApiError::Internal(error)
         }
@@ -133,7 +143,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Busy | ApiError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -211,6 +223,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
+        if let ApiError::Busy = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        }
         response.extensions_mut().insert(body);
         response
     }
@@ -284,12 +301,26 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
     )
 }
 
+/// Whether PostgreSQL gave up on a statement for time: its
+/// `statement_timeout` (57014) or `lock_timeout` (55P03). The database is
+/// busy or something holds a lock: retryable, not a fault.
+pub fn is_timeout(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| code == "57014" || code == "55P03")
+}
+
 impl From<sqlx::Error> for ApiError {
-    /// An unreachable database is a 503 (retryable); anything else is a 500.
+    /// An unreachable database, or a statement that ran out of time, is a
+    /// 503 (retryable); anything else is a 500.
     fn from(error: sqlx::Error) -> Self {
         if is_unreachable(&error) {
             tracing::error!(%error, "database unreachable");
             ApiError::Unavailable
+        } else if is_timeout(&error) {
+            tracing::warn!(%error, "a statement ran out of time");
+            ApiError::Busy
         } else {
             ApiError::internal(error)
         }
@@ -321,6 +352,12 @@ impl<E: DomainError> From<AggregateError<E>> for ApiError {
             {
                 tracing::error!(%error, "event store unreachable");
                 ApiError::Unavailable
+            }
+            AggregateError::UnexpectedError(error)
+                if error.downcast_ref::<sqlx::Error>().is_some_and(is_timeout) =>
+            {
+                tracing::warn!(%error, "an event store statement ran out of time");
+                ApiError::Busy
             }
             other => ApiError::internal(anyhow::anyhow!("event store: {other}")),
         }

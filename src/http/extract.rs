@@ -4,29 +4,97 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use sentryops_events::{Actor, EventMetadata, Role};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::error::ApiError;
+use super::rejection;
 use super::AppState;
 
-/// `axum::Json` with the API's own rejection (400/413/415/422 envelopes).
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body with the API's own rejections: 415 without
+/// `application/json`, 413 over the limit, 422 for malformed JSON, for a
+/// string holding NUL anywhere (keys included), and for a value of the
+/// wrong shape, naming the field and the JSON type it must be
+/// ([`super::rejection`]).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
-/// `axum::extract::Path` with a 422 envelope on a malformed segment (an id
-/// that is not a UUID, say).
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<Value>::from_request(request, state).await?;
+        if let Some(field) = rejection::nul_path(&value) {
+            return Err(ApiError::invalid_field(&field, rejection::NUL_REASON));
+        }
+        serde_path_to_error::deserialize(value)
+            .map(ApiJson)
+            .map_err(|error| {
+                let (field, reason) = rejection::describe(
+                    &error.path().to_string(),
+                    &error.inner().to_string(),
+                    "body",
+                );
+                ApiError::invalid_field(&field, reason)
+            })
+    }
+}
+
+/// `axum::extract::Path` with a 422 naming the parameter and what it must
+/// be (an id that is not a UUID, say).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiPath<T>(pub T);
 
-/// `axum::extract::Query` with a 422 envelope on bad parameters.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(Query), rejection(ApiError))]
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(rejection::from_path_rejection)
+    }
+}
+
+/// A query string with a 422 naming the parameter and what it must be.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|error| {
+                let (field, reason) = rejection::describe(
+                    &error.path().to_string(),
+                    &error.inner().to_string(),
+                    "query",
+                );
+                ApiError::invalid_field(&field, reason)
+            })
+    }
+}
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -88,16 +156,19 @@ pub struct Authenticated {
     pub actor: Actor,
 }
 
+/// The credentials of `Authorization: Bearer <token>`; the scheme name is
+/// case-insensitive (RFC 9110 section 11.1).
 fn bearer(parts: &Parts) -> Option<&str> {
-    parts
+    let value = parts
         .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_start_matches(' '))
+        .filter(|credentials| !credentials.is_empty())
 }
 
 impl FromRequestParts<AppState> for Authenticated {

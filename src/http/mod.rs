@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod projections;
+pub mod rejection;
 pub mod response;
 pub mod users;
 
@@ -360,6 +361,13 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
         ),
     ];
+    // Nothing the API answers may be kept by a browser or a proxy: token
+    // pairs, secrets, and every authenticated view. A route that wants
+    // caching sets its own header, which these leave alone.
+    let no_store = [
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (header::PRAGMA, HeaderValue::from_static("no-cache")),
+    ];
     if config.production {
         security_headers.push((
             header::STRICT_TRANSPORT_SECURITY,
@@ -398,11 +406,15 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
+        .layer(axum::middleware::from_fn(rejection::refuse_unsafe_text))
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(error::render_error_envelope))
         .layer(cors);
     for (name, value) in security_headers {
         app = app.layer(SetResponseHeaderLayer::overriding(name, value));
+    }
+    for (name, value) in no_store {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
     app.layer(trace)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -1,5 +1,5 @@
 //! `GET /api/v1/projections` (admin): name, version, checkpoint, lag and
-//! status of every read model, and the oldest open transaction when one
+//! status of every read model, and the oldest open append when one
 //! holds the projection horizon back (API.md "Audit and event log").
 
 use axum::extract::State;
@@ -24,5 +24,5 @@ pub async fn list(
         limit: total,
         offset: 0,
     })
-    .with_meta(json!({ "oldest_open_transaction": oldest })))
+    .with_meta(json!({ "oldest_open_append": oldest, "oldest_open_transaction": oldest })))
 }

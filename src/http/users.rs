@@ -246,7 +246,7 @@ pub async fn update(
         .as_deref()
         .map(FullName::parse)
         .transpose()
-        .map_err(|reason| ApiError::invalid_field("full_name", reason))?;
+        .map_err(|reason| ApiError::invalid_field("full_name", reason.to_string()))?;
     let command = UserCommand::UpdateUser {
         full_name,
         is_active: body.is_active,

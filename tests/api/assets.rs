@@ -285,7 +285,7 @@ async fn bad_asset_input_is_a_422_naming_each_field_and_writes_nothing() {
         (json!({ "name": "a\u{0}b", "asset_type": "host" }), "name"),
         (
             json!({ "name": "a", "asset_type": "host", "attributes": { "k": ["x\u{0}"] } }),
-            "attributes",
+            "attributes.k[0]",
         ),
     ];
     for (body, field) in cases {

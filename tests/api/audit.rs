@@ -46,7 +46,8 @@ async fn a_registration_appears_in_the_audit_timeline_with_its_metadata() {
     let body = audit.json();
     let entry = &body["data"]["items"][0];
     assert_eq!(body["data"]["total"], 1);
-    assert_eq!(entry["action"], "user.registered");
+    assert_eq!(entry["event_type"], "user.registered");
+    assert_eq!(entry["action"], "create");
     assert_eq!(entry["entity_type"], "user");
     assert_eq!(entry["entity_id"], user_id.as_str());
     let admin = app.get("/api/v1/auth/me", true).await.json();

@@ -282,7 +282,12 @@ async fn traversals_follow_direction_stop_at_max_depth_and_survive_cycles() {
     assert_eq!(upstream.json()["data"]["asset"]["name"], "app");
     assert_eq!(
         node_names(&upstream),
-        [("api".into(), 1), ("db".into(), 2), ("storage".into(), 3)]
+        [
+            ("app".into(), 0),
+            ("api".into(), 1),
+            ("db".into(), 2),
+            ("storage".into(), 3)
+        ]
     );
     assert_eq!(
         upstream.json()["data"]["edges"]
@@ -292,11 +297,12 @@ async fn traversals_follow_direction_stop_at_max_depth_and_survive_cycles() {
         4
     );
     let shallow = walk("upstream", "?max_depth=1").await;
-    assert_eq!(node_names(&shallow), [("api".into(), 1)]);
+    assert_eq!(node_names(&shallow), [("app".into(), 0), ("api".into(), 1)]);
     let downstream = walk("downstream", "").await;
     assert_eq!(
         node_names(&downstream),
         [
+            ("app".into(), 0),
             ("monitor".into(), 1),
             ("storage".into(), 1),
             ("db".into(), 2),
@@ -307,6 +313,7 @@ async fn traversals_follow_direction_stop_at_max_depth_and_survive_cycles() {
     assert_eq!(
         node_names(&graph),
         [
+            ("app".into(), 0),
             ("api".into(), 1),
             ("monitor".into(), 1),
             ("storage".into(), 1)
@@ -318,7 +325,8 @@ async fn traversals_follow_direction_stop_at_max_depth_and_survive_cycles() {
             .as_array()
             .expect("nodes")
             .len(),
-        4
+        5,
+        "the focus asset and four others"
     );
     assert_eq!(
         whole.json()["data"]["edges"]
@@ -357,7 +365,10 @@ async fn traversals_follow_direction_stop_at_max_depth_and_survive_cycles() {
         .await;
     assert_eq!(deleted.status, StatusCode::OK);
     let upstream = walk("upstream", "").await;
-    assert_eq!(node_names(&upstream), [("api".into(), 1)]);
+    assert_eq!(
+        node_names(&upstream),
+        [("app".into(), 0), ("api".into(), 1)]
+    );
     let whole = walk("graph", "?max_depth=10").await;
     let reached: Vec<String> = node_names(&whole)
         .into_iter()

@@ -7,6 +7,7 @@ mod cmdb;
 mod compliance;
 mod demo;
 mod event_store;
+mod hardening;
 mod helpers;
 mod links;
 mod platform;

@@ -173,7 +173,7 @@ async fn with_the_database_gone_ready_fails_and_requests_get_a_503_envelope() {
     app.app.state().pool.close().await;
     let ready = app.get("/ready", false).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(ready.json(), json!({ "status": "not_ready" }));
+    assert_eq!(ready.json()["status"], "not_ready");
     app.get("/api/v1/audit", true)
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");

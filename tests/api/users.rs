@@ -222,7 +222,7 @@ async fn an_admin_reads_updates_promotes_and_deactivates_a_user() {
         .expect("items")
         .iter()
         .rev()
-        .map(|entry| entry["action"].as_str().expect("action"))
+        .map(|entry| entry["event_type"].as_str().expect("event type"))
         .collect();
     assert_eq!(
         actions,
@@ -239,7 +239,7 @@ async fn an_admin_reads_updates_promotes_and_deactivates_a_user() {
         .as_array()
         .expect("items")
         .iter()
-        .find(|entry| entry["action"] == "user.role_changed")
+        .find(|entry| entry["event_type"] == "user.role_changed")
         .expect("role change");
     assert_eq!(role_change["before"], json!({ "role": "viewer" }));
     assert_eq!(role_change["after"], json!({ "role": "admin" }));

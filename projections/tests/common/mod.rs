@@ -187,7 +187,7 @@ pub async fn wait_settled(pool: &PgPool) {
     eventually("every event is settled", || async {
         sqlx::query_scalar::<_, bool>(
             "select not exists (select 1 from events \
-             where transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+             where transaction_id >= (select events_settled_horizon()))",
         )
         .fetch_one(pool)
         .await

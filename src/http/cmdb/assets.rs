@@ -27,6 +27,7 @@ use super::{
 use crate::domain::asset::{
     asset_id_for, draw_short_code, Asset, AssetCommand, AssetError, AssetFields, AssetPatch,
 };
+use crate::domain::text::TextKind;
 use crate::http::audit::page_bounds;
 use crate::http::error::ApiError;
 use crate::http::extract::{
@@ -251,7 +252,7 @@ impl CreateAsset {
     /// tags are checked against the read models.
     pub async fn validate(self, state: &AppState) -> Result<NewAsset, ApiError> {
         let mut problems = Problems::default();
-        let name = problems.text("name", &self.name, MAX_NAME_CHARS);
+        let name = problems.text("name", &self.name, MAX_NAME_CHARS, TextKind::Name);
         let asset_type = problems.choice(
             "asset_type",
             &self.asset_type,
@@ -276,12 +277,17 @@ impl CreateAsset {
                 LifecycleState::expected,
             ),
         };
-        let location =
-            problems.optional_text("location", self.location.as_deref(), MAX_LOCATION_CHARS);
+        let location = problems.optional_text(
+            "location",
+            self.location.as_deref(),
+            MAX_LOCATION_CHARS,
+            TextKind::Name,
+        );
         let description = problems.optional_text(
             "description",
             self.description.as_deref(),
             MAX_DESCRIPTION_CHARS,
+            TextKind::FreeText,
         );
         let attributes = self.attributes.unwrap_or_default();
         problems.map("attributes", &attributes);
@@ -541,7 +547,7 @@ impl UpdateAsset {
         let name = self
             .name
             .as_deref()
-            .map(|raw| problems.text("name", raw, MAX_NAME_CHARS));
+            .map(|raw| problems.text("name", raw, MAX_NAME_CHARS, TextKind::Name));
         let environment = self.environment.as_deref().and_then(|raw| {
             problems.choice(
                 "environment",
@@ -558,11 +564,21 @@ impl UpdateAsset {
                 LifecycleState::expected,
             )
         });
-        let location = self
-            .location
-            .map(|value| problems.optional_text("location", value.as_deref(), MAX_LOCATION_CHARS));
+        let location = self.location.map(|value| {
+            problems.optional_text(
+                "location",
+                value.as_deref(),
+                MAX_LOCATION_CHARS,
+                TextKind::Name,
+            )
+        });
         let description = self.description.map(|value| {
-            problems.optional_text("description", value.as_deref(), MAX_DESCRIPTION_CHARS)
+            problems.optional_text(
+                "description",
+                value.as_deref(),
+                MAX_DESCRIPTION_CHARS,
+                TextKind::FreeText,
+            )
         });
         if let Some(attributes) = &self.attributes {
             problems.map("attributes", attributes);

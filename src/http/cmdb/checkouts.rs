@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{asset_exists, user_exists, Problems, MAX_NOTES_CHARS};
 use crate::domain::asset::AssetCommand;
+use crate::domain::text::TextKind;
 use crate::http::audit::page_bounds;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, Operator, RequestContext};
@@ -67,7 +68,12 @@ pub async fn check_out(
     ApiJson(body): ApiJson<CheckOut>,
 ) -> Result<Answer<CheckoutView>, ApiError> {
     let mut problems = Problems::default();
-    let notes = problems.optional_text("notes", body.notes.as_deref(), MAX_NOTES_CHARS);
+    let notes = problems.optional_text(
+        "notes",
+        body.notes.as_deref(),
+        MAX_NOTES_CHARS,
+        TextKind::FreeText,
+    );
     if !user_exists(&state, body.holder_id).await? {
         problems.add("holder_id", "no such user");
     }

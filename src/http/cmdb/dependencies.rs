@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::assets::{AssetListItem, LIST_COLUMNS};
 use super::{asset_exists, deleted, Problems};
 use crate::domain::dependency::DependencyCommand;
+use crate::domain::text::TextKind;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, Operator, RequestContext};
 use crate::http::response::Answer;
@@ -72,7 +73,7 @@ pub async fn create(
     if body.source_asset_id == body.target_asset_id {
         problems.add("target_asset_id", "an asset cannot depend on itself");
     }
-    let kind = problems.optional_text("kind", body.kind.as_deref(), MAX_KIND_CHARS);
+    let kind = problems.optional_text("kind", body.kind.as_deref(), MAX_KIND_CHARS, TextKind::Name);
     problems.into_result(|| ())?;
     for asset_id in [body.source_asset_id, body.target_asset_id] {
         if !asset_exists(&state, asset_id).await? {
@@ -238,7 +239,9 @@ pub async fn traverse(
         }
         frontier = next;
     }
-    let reached: Vec<Uuid> = depth_of.keys().copied().filter(|id| *id != root).collect();
+    // The focus asset is a node too, at depth 0 (API.md: `nodes` includes
+    // it; the original console subtracts one for it).
+    let reached: Vec<Uuid> = depth_of.keys().copied().collect();
     let assets: Vec<AssetListItem> = sqlx::query_as(&format!(
         "select {LIST_COLUMNS} from assets a where a.id = any($1)"
     ))

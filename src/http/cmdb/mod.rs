@@ -23,6 +23,7 @@ use super::AppState;
 use crate::domain::asset::AssetError;
 use crate::domain::dependency::DependencyError;
 use crate::domain::tag::TagError;
+use crate::domain::text::{DisplayText, TextKind};
 
 impl DomainError for AssetError {
     fn to_api_error(&self) -> ApiError {
@@ -109,32 +110,30 @@ impl Problems {
         ApiError::invalid_fields(self.0)
     }
 
-    /// A required text field: trimmed, 1 to `max` characters.
-    pub fn text(&mut self, field: &'static str, raw: &str, max: usize) -> String {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            self.add(field, "must not be empty");
-        } else if trimmed.chars().count() > max {
-            self.add(field, format!("must be at most {max} characters"));
-        } else if trimmed.contains('\0') {
-            self.add(field, NUL_REASON);
+    /// A required text field of `kind`: trimmed, 1 to `max` characters,
+    /// checked by [`DisplayText`].
+    pub fn text(&mut self, field: &'static str, raw: &str, max: usize, kind: TextKind) -> String {
+        match DisplayText::parse(raw, max, kind) {
+            Ok(text) => text.into_string(),
+            Err(reason) => {
+                self.add(field, reason.to_string());
+                raw.trim().to_string()
+            }
         }
-        trimmed.to_string()
     }
 
-    /// An optional text field: trimmed, at most `max` characters; empty
-    /// means absent.
+    /// An optional text field of `kind`: trimmed, at most `max`
+    /// characters; empty means absent.
     pub fn optional_text(
         &mut self,
         field: &'static str,
         raw: Option<&str>,
         max: usize,
+        kind: TextKind,
     ) -> Option<String> {
         let trimmed = raw.map(str::trim).filter(|value| !value.is_empty())?;
-        if trimmed.chars().count() > max {
-            self.add(field, format!("must be at most {max} characters"));
-        } else if trimmed.contains('\0') {
-            self.add(field, NUL_REASON);
+        if let Err(reason) = crate::domain::text::check(trimmed, max, kind) {
+            self.add(field, reason.to_string());
         }
         Some(trimmed.to_string())
     }

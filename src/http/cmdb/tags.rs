@@ -19,6 +19,7 @@ use super::assets::{self, AssetView};
 use super::{deleted, Problems};
 use crate::domain::asset::{AssetCommand, AssetError};
 use crate::domain::tag::TagCommand;
+use crate::domain::text::TextKind;
 use crate::http::audit::page_bounds;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, Operator, RequestContext};
@@ -106,7 +107,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateTag>,
 ) -> Result<Answer<TagView>, ApiError> {
     let mut problems = Problems::default();
-    let name = problems.text("name", &body.name, MAX_TAG_NAME_CHARS);
+    let name = problems.text("name", &body.name, MAX_TAG_NAME_CHARS, TextKind::Name);
     let color = body.color.map_or_else(
         || DEFAULT_COLOR.to_string(),
         |color| color.trim().to_lowercase(),
