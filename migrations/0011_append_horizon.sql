@@ -14,15 +14,19 @@
 -- horizon may pass it.
 create function events_append_first_write() returns trigger
 language plpgsql as $$
+declare
+    -- This transaction's own mark: a session cannot preset it, since it
+    -- names the backend and the transaction's start.
+    mark text := pg_backend_pid()::text || ':' || now()::text;
 begin
-    if current_setting('sentryops.appending', true) is distinct from 'on' then
+    if current_setting('sentryops.appending', true) is distinct from mark then
         if pg_current_xact_id_if_assigned() is not null then
             raise exception 'an append to events must be the first write of its transaction'
                 using errcode = 'object_not_in_prerequisite_state',
                       hint = 'append in a transaction of its own, before any other write';
         end if;
         -- Transaction-local: gone at commit or rollback.
-        perform set_config('sentryops.appending', 'on', true);
+        perform set_config('sentryops.appending', mark, true);
     end if;
     return null;
 end;
@@ -33,40 +37,56 @@ create trigger events_append_first_write
     for each statement execute function events_append_first_write();
 
 -- 2. The horizon: the oldest xid, among the transactions in flight in the
--- caller's snapshot, that is an append (holds a lock on `events` in this
--- database) or that ended since the snapshot was taken (it may have been
--- an append that has just committed: its events are invisible to the
--- snapshot, so the horizon must not pass it). With none, the snapshot's
--- xmax. The lock table is read before the transaction statuses, in that
--- order: a transaction that commits in between is then seen by one of
--- the two. STABLE: it reads the caller's snapshot, the one the caller
--- reads `events` with; call it once per statement, `(select
--- events_settled_horizon())`.
+-- caller's snapshot, that may still add an event: one that holds a lock on
+-- `events` in this database; one whose own xid lock is not (yet) in the
+-- lock table (an xid becomes visible to snapshots a moment before its lock
+-- is inserted, so such a transaction cannot be told apart yet); a prepared
+-- one (its locks move to a dummy entry when it is prepared); or one that
+-- ended since the snapshot was taken (it may have been an append that has
+-- just committed: its events are invisible to the snapshot, so the horizon
+-- must not pass it). With none, the snapshot's xmax. The lock table is read
+-- once, before the prepared transactions and the statuses: a transaction
+-- that commits in between is then seen by one of them. STABLE: it reads
+-- the caller's snapshot, the one the caller reads `events` with; call it
+-- once per statement, `(select events_settled_horizon())`.
 create function events_settled_horizon() returns xid8
 language plpgsql stable
 set search_path from current
 as $$
 declare
     snapshot pg_snapshot := pg_current_snapshot();
+    locked bigint[];
     appending bigint[];
+    prepared bigint[];
     horizon xid8;
 begin
     if not exists (select from pg_snapshot_xip(snapshot)) then
         return pg_snapshot_xmax(snapshot);
     end if;
-    select coalesce(array_agg(own.transactionid::text::bigint), '{}') into appending
-    from pg_locks events_lock
-    join pg_locks own on own.virtualtransaction = events_lock.virtualtransaction
-    where events_lock.locktype = 'relation'
-      and events_lock.database = (select oid from pg_database where datname = current_database())
-      and events_lock.relation = 'events'::regclass
-      and events_lock.mode = 'RowExclusiveLock'
-      and own.locktype = 'transactionid'
-      and own.mode = 'ExclusiveLock'
-      and own.granted;
+    with locks as materialized (
+        select locktype, database, relation, mode, granted, virtualtransaction, transactionid
+        from pg_locks
+    ), appenders as (
+        select virtualtransaction from locks
+        where locktype = 'relation'
+          and database = (select oid from pg_database where datname = current_database())
+          and relation = 'events'::regclass
+          and mode = 'RowExclusiveLock'
+    )
+    select coalesce(array_agg(transactionid::text::bigint), '{}'),
+           coalesce(array_agg(transactionid::text::bigint)
+                    filter (where virtualtransaction in (select virtualtransaction from appenders)),
+                    '{}')
+      into locked, appending
+    from locks
+    where locktype = 'transactionid' and mode = 'ExclusiveLock' and granted;
+    select coalesce(array_agg(transaction::text::bigint), '{}') into prepared
+    from pg_prepared_xacts;
     select min(xip) into horizon
     from pg_snapshot_xip(snapshot) as xip
     where (xip::text::bigint % 4294967296) = any(appending)
+       or not ((xip::text::bigint % 4294967296) = any(locked))
+       or (xip::text::bigint % 4294967296) = any(prepared)
        or pg_xact_status(xip) is distinct from 'in progress';
     return coalesce(horizon, pg_snapshot_xmax(snapshot));
 end;

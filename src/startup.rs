@@ -48,7 +48,12 @@ async fn connect_with(
         .context("DATABASE_URL is not a PostgreSQL URL")?;
     if let Some((statement, lock)) = timeouts {
         // Startup parameters: set once per connection, no round trip.
-        let ms = |d: std::time::Duration| d.as_millis().max(1).to_string();
+        // 0 is PostgreSQL's "no timeout"; anything else at least 1 ms.
+        let ms = |d: std::time::Duration| match d.as_millis() {
+            0 if d.is_zero() => "0".to_string(),
+            0 => "1".to_string(),
+            n => n.to_string(),
+        };
         options = options.options([
             ("statement_timeout", ms(statement)),
             ("lock_timeout", ms(lock)),

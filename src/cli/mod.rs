@@ -232,6 +232,7 @@ async fn projection_status(config: Config, json: bool) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "projections": statuses,
                 "oldest_open_append": oldest,
+                "oldest_open_transaction": oldest,
             }))?
         );
         return Ok(());

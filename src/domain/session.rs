@@ -180,15 +180,18 @@ impl Aggregate for Session {
                 }
                 // The token the newest rotation consumed, presented by a
                 // request that arrived at most `reuse_grace` after that
-                // rotation's (or before it): the loser of a race, not a
-                // replay. Older tokens get no grace.
+                // rotation's, or as much before it (it loaded the session
+                // late): the loser of a race, not a replay. Bounded both
+                // ways, so a replica whose clock lags cannot stretch it.
+                // Older tokens get no grace.
                 let lost_race = self
                     .consumed
                     .last()
                     .is_some_and(|last| same(last, presented_token_id, &presented_hash))
-                    && self
-                        .last_rotated_at
-                        .is_some_and(|rotated_at| now - rotated_at <= reuse_grace);
+                    && self.last_rotated_at.is_some_and(|rotated_at| {
+                        let apart = now - rotated_at;
+                        -reuse_grace <= apart && apart <= reuse_grace
+                    });
                 if lost_race {
                     let _ = outcome.set(RotationOutcome::RaceLost);
                     return Ok(());

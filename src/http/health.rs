@@ -40,13 +40,45 @@ pub async fn ready(State(state): State<AppState>) -> Response {
                 return not_ready("the database is unreachable".into());
             }
         };
+    // First: an append held open is the cause of any lag behind it.
+    match sentryops_projections::status::oldest_open_append(pool).await {
+        Ok(Some(append))
+            if append.age_seconds > state.config.ready_max_open_append.as_secs_f64() =>
+        {
+            tracing::warn!(
+                pid = append.pid,
+                age_seconds = append.age_seconds,
+                "readiness check: an append is held open"
+            );
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "status": "degraded",
+                    "reason": format!(
+                        "an append has been open for {:.0} s; projections wait for it",
+                        append.age_seconds
+                    ),
+                    "oldest_open_append": append,
+                })),
+            )
+                .into_response();
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "readiness check: database unreachable");
+            return not_ready("the database is unreachable".into());
+        }
+    }
     let max_lag = state.config.ready_max_lag.as_secs_f64();
     let now = OffsetDateTime::now_utc();
     if let Some(stalled) = statuses.iter().find(|status| {
         let idle_for = status
             .updated_at
             .map_or(f64::INFINITY, |at| (now - at).as_seconds_f64());
-        status.lag_events > 0 && status.lag_seconds > max_lag && idle_for > max_lag
+        // A failing runner touches its row on every retry: that is no
+        // progress.
+        let progressing = idle_for <= max_lag && status.status != "failed";
+        status.lag_events > 0 && status.lag_seconds > max_lag && !progressing
     }) {
         tracing::warn!(
             projection = %stalled.name,
@@ -59,32 +91,5 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             stalled.name, stalled.lag_seconds
         ));
     }
-    match sentryops_projections::status::oldest_open_append(pool).await {
-        Ok(Some(append))
-            if append.age_seconds > state.config.ready_max_open_append.as_secs_f64() =>
-        {
-            tracing::warn!(
-                pid = append.pid,
-                age_seconds = append.age_seconds,
-                "readiness check: an append is held open"
-            );
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({
-                    "status": "degraded",
-                    "reason": format!(
-                        "an append has been open for {:.0} s; projections wait for it",
-                        append.age_seconds
-                    ),
-                    "oldest_open_append": append,
-                })),
-            )
-                .into_response()
-        }
-        Ok(_) => Json(json!({ "status": "ready" })).into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "readiness check: database unreachable");
-            not_ready("the database is unreachable".into())
-        }
-    }
+    Json(json!({ "status": "ready" })).into_response()
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::helpers::{spawn_app, spawn_app_on, spawn_app_with, Caller, TestApp};
 
 /// Registers an asset and returns its id.
-async fn asset(app: &TestApp, operator: &Caller, name: &str, extra: Value) -> String {
+pub async fn asset(app: &TestApp, operator: &Caller, name: &str, extra: Value) -> String {
     let mut body = json!({"name": name, "asset_type": "host"});
     if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
         body.extend(extra.clone());
@@ -42,7 +42,7 @@ async fn set_attributes(app: &TestApp, operator: &Caller, id: &str, attributes: 
 }
 
 /// Runs the rules; returns the run.
-async fn run(app: &TestApp, operator: &Caller) -> Value {
+pub async fn run(app: &TestApp, operator: &Caller) -> Value {
     let started = app
         .call(operator, "POST", "/api/v1/compliance/runs", None, &[])
         .await;
@@ -51,7 +51,8 @@ async fn run(app: &TestApp, operator: &Caller) -> Value {
     started.json()["data"].clone()
 }
 
-async fn get(app: &TestApp, caller: &Caller, path: &str) -> Value {
+/// `GET path` as `caller`, asserting the 200; the envelope's `data`.
+pub async fn get(app: &TestApp, caller: &Caller, path: &str) -> Value {
     let answer = app.call(caller, "GET", path, None, &[]).await;
     assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text);
     answer.json()["data"].clone()

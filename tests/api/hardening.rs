@@ -743,3 +743,81 @@ async fn ready_fails_for_a_stalled_projection_not_for_a_burst() {
     );
     assert_eq!(ready.json()["status"], "not_ready");
 }
+
+/// A Redis that completes the connection handshake (`CLIENT SETINFO` gets
+/// `+OK`), refuses `PING`, and never answers a script (a hung server): a
+/// client that sends scripts waits on every one. What each client sent is
+/// kept.
+async fn hung_redis() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                while let Ok(read) = socket.read(&mut buffer).await {
+                    if read == 0 {
+                        break;
+                    }
+                    let chunk = String::from_utf8_lossy(&buffer[..read]).to_string();
+                    log.lock().expect("log").extend_from_slice(&buffer[..read]);
+                    // A script hangs (its text holds `*`, so it is not
+                    // split); otherwise one reply per command (each a RESP
+                    // array, `*`).
+                    if chunk.to_ascii_uppercase().contains("EVAL") {
+                        continue;
+                    }
+                    let mut replies = String::new();
+                    for command in chunk.split('*').filter(|part| !part.is_empty()) {
+                        let upper = command.to_ascii_uppercase();
+                        if upper.contains("PING") {
+                            replies.push_str("-ERR hung\r\n");
+                        } else {
+                            replies.push_str("+OK\r\n");
+                        }
+                    }
+                    if !replies.is_empty() && socket.write_all(replies.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+fn script_calls(received: &std::sync::Mutex<Vec<u8>>) -> usize {
+    let bytes = received.lock().expect("log");
+    String::from_utf8_lossy(&bytes).matches("EVAL").count()
+}
+
+#[tokio::test]
+async fn with_redis_hung_the_limiter_stops_asking_it_after_the_first_failure() {
+    let (port, received) = hung_redis().await;
+    let app = spawn_app_with(|config| {
+        config.redis_url = Some(sentryops::config::Secret::new(format!(
+            "redis://127.0.0.1:{port}"
+        )));
+    })
+    .await;
+    // The bootstrap admin's login has met the hung Redis: the circuit is
+    // open now, and requests skip Redis instead of waiting on it.
+    assert!(app.app.state().limiter.is_local());
+    let before = script_calls(&received);
+    app.created_user_id("hung@example.com", "viewer").await;
+    for _ in 0..10 {
+        login(&app, "hung@example.com").await;
+    }
+    assert_eq!(
+        script_calls(&received),
+        before,
+        "no rate-limit script reached Redis while its circuit was open"
+    );
+    app.stop().await;
+}

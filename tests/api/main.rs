@@ -4,6 +4,7 @@ mod assets;
 mod audit;
 mod auth;
 mod cmdb;
+mod compat;
 mod compliance;
 mod demo;
 mod event_store;
