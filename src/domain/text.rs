@@ -6,7 +6,7 @@
 //! Refused everywhere: C0 controls (U+0000–U+001F, DEL) and C1 controls
 //! (U+0080–U+009F), the bidi embeddings and overrides U+202A–U+202E and the
 //! bidi isolates U+2066–U+2069. Free text (descriptions, notes) may hold tab
-//! and line breaks; names may not.
+//! and line breaks (LF, CR, U+2028, U+2029); names may not.
 
 /// What kind of text a field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,10 @@ pub fn check(text: &str, max: usize, kind: TextKind) -> Result<(), TextError> {
         if is_bidi_control(c) {
             return Err(TextError::Bidi);
         }
+        // U+2028/U+2029 break lines like LF: free text may, names not.
+        if kind == TextKind::Name && matches!(c, '\u{2028}' | '\u{2029}') {
+            return Err(TextError::Control);
+        }
     }
     Ok(())
 }
@@ -100,6 +104,8 @@ mod tests {
             "embed\u{202a}x",
             "isolate\u{2066}x",
             "isolate\u{2069}x",
+            "line\u{2028}separator",
+            "para\u{2029}graph",
         ] {
             assert!(
                 DisplayText::parse(bad, 255, TextKind::Name).is_err(),

@@ -138,7 +138,8 @@ const FILTERS: &str = "($1::text is null or entity_type = $1) \
 
 /// Whether `role` may see session entries: they name session ids (which
 /// a forged refresh token could aim at) and the addresses they were used
-/// from, so only admins and auditors read them.
+/// from, so only admins and auditors read them (and the addresses of
+/// logins).
 fn sees_sessions(role: Role) -> bool {
     matches!(role, Role::Admin | Role::Auditor)
 }
@@ -202,7 +203,19 @@ async fn list(
     )
     .fetch_all(&state.pool)
     .await?;
-    let items: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::from).collect();
+    let items: Vec<AuditEntry> = rows
+        .into_iter()
+        .map(AuditEntry::from)
+        .map(|mut entry| {
+            // Where people log in from is for admins and auditors, like
+            // the sessions themselves.
+            if !sees_sessions(role) && entry.event_type.starts_with("auth.") {
+                entry.source_ip = None;
+                entry.user_agent = None;
+            }
+            entry
+        })
+        .collect();
     let total: i64 = sqlx::query_scalar_with(
         &format!("select count(*) from audit_timeline where {FILTERS}"),
         filters,

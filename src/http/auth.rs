@@ -38,11 +38,18 @@ pub struct KeySet {
     keys: Vec<PublishedKey>,
 }
 
-/// `GET /api/v1/auth/keys`.
-pub async fn keys(State(state): State<AppState>) -> Answer<KeySet> {
-    Answer::ok(KeySet {
-        keys: state.keyring.current().published(),
-    })
+/// `GET /api/v1/auth/keys`: public keys, so verifiers may cache them for a
+/// minute (a rotation keeps the previous key valid far longer).
+pub async fn keys(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("public, max-age=60"),
+        )],
+        Answer::ok(KeySet {
+            keys: state.keyring.current().published(),
+        }),
+    )
 }
 
 /// `POST /api/v1/auth/login` body.
@@ -168,8 +175,23 @@ async fn enforce_auth_limit(
     Ok(())
 }
 
+/// The client-address key of the auth limits: the address, or for IPv6
+/// its /64 (one host commonly holds a whole /64, so per address it could
+/// draw on 2^64 budgets).
 fn client_key(context: &RequestContext) -> String {
-    format!("ip:{}", context.ip.as_deref().unwrap_or("unknown"))
+    let Some(ip) = context.ip.as_deref() else {
+        return "ip:unknown".into();
+    };
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("ip6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        _ => format!("ip:{ip}"),
+    }
 }
 
 /// `POST /api/v1/auth/login`: unknown email, wrong password and inactive

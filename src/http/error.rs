@@ -7,7 +7,7 @@
 //! no error leaves the service without the envelope.
 
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -267,24 +267,6 @@ impl From<JsonRejection> for ApiError {
                 }
                 ApiError::BadRequest("the request body could not be read".into())
             }
-        }
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        ApiError::Validation {
-            message: "invalid path parameter".into(),
-            details: json!({ "path": rejection.body_text() }),
-        }
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::Validation {
-            message: "invalid query parameters".into(),
-            details: json!({ "query": rejection.body_text() }),
         }
     }
 }

@@ -202,6 +202,20 @@ async fn forged_tokens_naming_a_session_do_not_spend_its_refresh_limit() {
         limited |= answer.status == StatusCode::TOO_MANY_REQUESTS;
     }
     assert!(limited, "forged refreshes count against their address");
+    // An IPv6 sender is one client per /64, whatever its low bits.
+    let mut limited = false;
+    for host in 1..=5u16 {
+        let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, 0, 0, 0, host);
+        let mut request = Request::post("/api/v1/auth/refresh")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({ "refresh_token": forged }).to_string()))
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::from((ip, 40000))));
+        limited |= app.send(request).await.status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(limited, "addresses of one /64 share a limit");
     app.stop().await;
 }
 
@@ -239,6 +253,30 @@ async fn session_audit_entries_are_for_admins_and_auditors_only() {
     for caller in [&auditor, &admin] {
         assert!(count(caller, "/api/v1/audit?entity_type=session").await >= 4);
     }
+    // Where people log in from, likewise.
+    let login_of = |caller: &Caller| {
+        let app = &app;
+        let caller = caller.clone();
+        async move {
+            let found = app
+                .call(
+                    &caller,
+                    "GET",
+                    "/api/v1/audit?action=auth.login_succeeded&limit=1",
+                    None,
+                    &[],
+                )
+                .await
+                .json();
+            found["data"]["items"][0].clone()
+        }
+    };
+    app.created_user_id("seen@example.com", "viewer").await;
+    login(&app, "seen@example.com").await;
+    assert_eq!(login_of(&auditor).await["source_ip"], "192.0.2.1");
+    assert_eq!(login_of(&admin).await["source_ip"], "192.0.2.1");
+    assert_eq!(login_of(&viewer).await["source_ip"], Value::Null);
+    assert_eq!(login_of(&operator).await["source_ip"], Value::Null);
     app.stop().await;
 }
 
@@ -303,6 +341,9 @@ async fn token_responses_and_authenticated_answers_are_never_cached() {
     app.get("/api/v1/auth/me", false)
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    // Public keys are public: verifiers may keep them a minute.
+    let keys = app.get("/api/v1/auth/keys", false).await;
+    assert_eq!(keys.header("cache-control"), Some("public, max-age=60"));
     app.stop().await;
 }
 
@@ -339,6 +380,27 @@ async fn control_and_bidi_characters_are_refused_in_every_name() {
             .await;
         let error = user.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
         assert_eq!(error["error"]["details"]["fields"][0]["field"], "full_name");
+    }
+    // Attribute keys are names; their string values free text.
+    for attributes in [
+        json!({ "os\u{1b}[2J": "x" }),
+        json!({ "os": "evil\u{202e}txt" }),
+        json!({ "ports": ["22", "2\u{7}3"] }),
+    ] {
+        let answer = app
+            .call(
+                &operator,
+                "POST",
+                "/api/v1/assets",
+                Some(&json!({ "name": "attrs", "asset_type": "host", "attributes": attributes })),
+                &[],
+            )
+            .await;
+        let error = answer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+        assert_eq!(
+            error["error"]["details"]["fields"][0]["field"],
+            "attributes"
+        );
     }
     // Free text keeps tabs and line breaks, and still refuses the rest.
     let created = app
@@ -717,23 +779,17 @@ async fn ready_fails_for_a_stalled_projection_not_for_a_burst() {
     app.stop().await;
 
     // A stall: the projectors stopped, an event waits, no batch comes.
-    let stalled = spawn_app_with(|config| {
-        config.ready_max_lag = Duration::ZERO;
-        config.read_your_writes_timeout = Duration::from_millis(100);
-    })
-    .await;
-    let operator = stalled.caller("operator").await;
+    let stalled = spawn_app_with(|config| config.ready_max_lag = Duration::ZERO).await;
     assert_eq!(stalled.get("/ready", false).await.status, StatusCode::OK);
     stalled.app.state().runtime.stop().await;
-    let _ = stalled
-        .call(
-            &operator,
-            "POST",
-            "/api/v1/tags",
-            Some(&json!({ "name": "x" })),
-            &[],
-        )
-        .await;
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                             payload, metadata) \
+         values ('probe', 'stall', 1, 'ProbeRecorded', '1.0', '{}', '{}')",
+    )
+    .execute(&stalled.app.state().pool)
+    .await
+    .expect("append");
     let ready = stalled.get("/ready", false).await;
     assert_eq!(
         ready.status,

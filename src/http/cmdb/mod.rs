@@ -86,6 +86,28 @@ pub fn holds_nul(value: &Value) -> bool {
     }
 }
 
+/// The first key or string value of a map that [`DisplayText`]'s rule
+/// refuses: keys are names (at most [`MAX_NAME_CHARS`]), string values free
+/// text, at any depth.
+fn map_text_problem(map: &Map<String, Value>) -> Option<String> {
+    fn value_problem(value: &Value) -> Option<String> {
+        match value {
+            Value::String(text) => crate::domain::text::check(text, usize::MAX, TextKind::FreeText)
+                .err()
+                .map(|reason| reason.to_string()),
+            Value::Array(items) => items.iter().find_map(value_problem),
+            Value::Object(map) => map_text_problem(map),
+            _ => None,
+        }
+    }
+    map.iter().find_map(|(key, value)| {
+        crate::domain::text::check(key, MAX_NAME_CHARS, TextKind::Name)
+            .err()
+            .map(|reason| format!("key {key:?}: {reason}"))
+            .or_else(|| value_problem(value))
+    })
+}
+
 /// Collects every problem of a request body, so one 422 names them all.
 #[derive(Default)]
 pub struct Problems(Vec<(&'static str, String)>);
@@ -145,6 +167,8 @@ impl Problems {
             self.add(field, format!("must have at most {MAX_MAP_KEYS} keys"));
         } else if holds_nul(&Value::Object(map.clone())) {
             self.add(field, NUL_REASON);
+        } else if let Some(reason) = map_text_problem(map) {
+            self.add(field, reason);
         } else if serde_json::to_vec(map).map_or(usize::MAX, |bytes| bytes.len()) > MAX_MAP_BYTES {
             self.add(
                 field,
