@@ -28,6 +28,10 @@ fn expected_json(expected: &str) -> String {
     if let Some(choices) = expected.strip_prefix("one of ") {
         return format!("one of {choices}");
     }
+    // Wire names in backticks (`` `a` or `b` ``): the client's own words.
+    if expected.starts_with('`') {
+        return expected.to_string();
+    }
     if has(&["uuid"]) {
         "a UUID".into()
     } else if has(&[
@@ -297,6 +301,15 @@ mod tests {
         assert_eq!(
             describe("", "invalid type: sequence, expected struct X", "body").0,
             "body"
+        );
+        assert_eq!(
+            describe(
+                "kind",
+                "unknown variant `x`, expected `str_map` or `bool`",
+                "body"
+            )
+            .1,
+            "must be `str_map` or `bool`"
         );
     }
 
