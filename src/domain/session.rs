@@ -336,6 +336,16 @@ mod tests {
         }
     }
 
+    /// What presenting [`FIRST`] again records once it is reuse.
+    fn reuse_of_first() -> Vec<SessionEvent> {
+        vec![
+            SessionEvent::RefreshTokenReuseDetected { token_id: FIRST },
+            SessionEvent::SessionRevoked {
+                reason: RevocationReason::RefreshTokenReuse,
+            },
+        ]
+    }
+
     /// A rotation request well past any grace.
     fn rotate(id: Uuid, hash: &str, slot: &OutcomeSlot) -> SessionCommand {
         rotate_at(id, hash, slot, time::Duration::minutes(5))
@@ -369,12 +379,7 @@ mod tests {
                 &slot,
                 GRACE + time::Duration::milliseconds(1),
             ))
-            .then_expect_events(vec![
-                SessionEvent::RefreshTokenReuseDetected { token_id: FIRST },
-                SessionEvent::SessionRevoked {
-                    reason: RevocationReason::RefreshTokenReuse,
-                },
-            ]);
+            .then_expect_events(reuse_of_first());
         assert_eq!(slot.get(), Some(&RotationOutcome::ReuseDetected));
     }
 
@@ -391,12 +396,7 @@ mod tests {
         TestFramework::<Session>::with(())
             .given(vec![started(), rotated(), second_rotation])
             .when(rotate_at(FIRST, "hash-1", &slot, time::Duration::ZERO))
-            .then_expect_events(vec![
-                SessionEvent::RefreshTokenReuseDetected { token_id: FIRST },
-                SessionEvent::SessionRevoked {
-                    reason: RevocationReason::RefreshTokenReuse,
-                },
-            ]);
+            .then_expect_events(reuse_of_first());
     }
 
     #[test]
@@ -412,12 +412,7 @@ mod tests {
         TestFramework::<Session>::with(())
             .given(vec![started(), old_rotation])
             .when(rotate_at(FIRST, "hash-1", &slot, time::Duration::ZERO))
-            .then_expect_events(vec![
-                SessionEvent::RefreshTokenReuseDetected { token_id: FIRST },
-                SessionEvent::SessionRevoked {
-                    reason: RevocationReason::RefreshTokenReuse,
-                },
-            ]);
+            .then_expect_events(reuse_of_first());
     }
 
     #[test]
@@ -444,12 +439,7 @@ mod tests {
         TestFramework::<Session>::with(())
             .given(vec![started(), rotated()])
             .when(rotate(FIRST, "hash-1", &slot))
-            .then_expect_events(vec![
-                SessionEvent::RefreshTokenReuseDetected { token_id: FIRST },
-                SessionEvent::SessionRevoked {
-                    reason: RevocationReason::RefreshTokenReuse,
-                },
-            ]);
+            .then_expect_events(reuse_of_first());
         assert_eq!(slot.get(), Some(&RotationOutcome::ReuseDetected));
     }
 

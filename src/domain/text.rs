@@ -18,6 +18,10 @@ pub enum TextKind {
     FreeText,
 }
 
+/// Why text holding NUL is refused: PostgreSQL `text` and `jsonb` cannot
+/// hold it.
+pub const NUL_REASON: &str = "must not contain NUL characters";
+
 /// Why a text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TextError {
@@ -25,7 +29,7 @@ pub enum TextError {
     Empty,
     #[error("must be at most {0} characters")]
     TooLong(usize),
-    #[error("must not contain NUL characters")]
+    #[error("{}", NUL_REASON)]
     Nul,
     #[error("must not contain control characters")]
     Control,

@@ -32,7 +32,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             .into_response()
     };
     let pool = &state.pool;
-    let (statuses, _) =
+    // `status` reads the oldest open append too: one round of queries.
+    let (statuses, oldest_append) =
         match sentryops_projections::status::status(pool, state.runtime.projections()).await {
             Ok(found) => found,
             Err(error) => {
@@ -41,33 +42,26 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             }
         };
     // First: an append held open is the cause of any lag behind it.
-    match sentryops_projections::status::oldest_open_append(pool).await {
-        Ok(Some(append))
-            if append.age_seconds > state.config.ready_max_open_append.as_secs_f64() =>
-        {
-            tracing::warn!(
-                pid = append.pid,
-                age_seconds = append.age_seconds,
-                "readiness check: an append is held open"
-            );
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({
-                    "status": "degraded",
-                    "reason": format!(
-                        "an append has been open for {:.0} s; projections wait for it",
-                        append.age_seconds
-                    ),
-                    "oldest_open_append": append,
-                })),
-            )
-                .into_response();
-        }
-        Ok(_) => {}
-        Err(error) => {
-            tracing::warn!(%error, "readiness check: database unreachable");
-            return not_ready("the database is unreachable".into());
-        }
+    if let Some(append) = oldest_append
+        .filter(|append| append.age_seconds > state.config.ready_max_open_append.as_secs_f64())
+    {
+        tracing::warn!(
+            pid = append.pid,
+            age_seconds = append.age_seconds,
+            "readiness check: an append is held open"
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "degraded",
+                "reason": format!(
+                    "an append has been open for {:.0} s; projections wait for it",
+                    append.age_seconds
+                ),
+                "oldest_open_append": append,
+            })),
+        )
+            .into_response();
     }
     let max_lag = state.config.ready_max_lag.as_secs_f64();
     let now = OffsetDateTime::now_utc();

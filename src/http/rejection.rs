@@ -18,8 +18,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 
-/// Why text holding NUL is refused.
-pub const NUL_REASON: &str = "must not contain NUL characters";
+pub use crate::domain::text::NUL_REASON;
 
 /// The JSON type a serde "expected …" phrase stands for.
 fn expected_json(expected: &str) -> String {

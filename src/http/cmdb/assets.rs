@@ -848,8 +848,6 @@ pub async fn list(
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     if q.is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS) {
         problems.add("q", format!("must be at most {MAX_QUERY_CHARS} characters"));
-    } else if q.is_some_and(|q| q.contains('\0')) {
-        problems.add("q", super::NUL_REASON);
     } else if q.is_some_and(|q| q.contains(SEARCH_SEPARATOR)) {
         problems.add("q", "must not contain the unit separator (U+001F)");
     }

@@ -70,22 +70,6 @@ pub const MAX_MAP_BYTES: usize = 64 * 1024;
 /// Longest free-text note (check-out notes, dependency kinds are shorter).
 pub const MAX_NOTES_CHARS: usize = 2000;
 
-/// Why text with a NUL character is refused: the event log (`jsonb`) and
-/// the read models (`text`) cannot hold it.
-pub const NUL_REASON: &str = "must not contain NUL characters";
-
-/// Whether a NUL character hides anywhere in `value`, keys included.
-pub fn holds_nul(value: &Value) -> bool {
-    match value {
-        Value::String(text) => text.contains('\0'),
-        Value::Array(items) => items.iter().any(holds_nul),
-        Value::Object(map) => map
-            .iter()
-            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
-        _ => false,
-    }
-}
-
 /// The first key or string value of a map that [`DisplayText`]'s rule
 /// refuses: keys are names (at most [`MAX_NAME_CHARS`]), string values free
 /// text, at any depth.
@@ -165,8 +149,6 @@ impl Problems {
     pub fn map(&mut self, field: &'static str, map: &Map<String, Value>) {
         if map.len() > MAX_MAP_KEYS {
             self.add(field, format!("must have at most {MAX_MAP_KEYS} keys"));
-        } else if holds_nul(&Value::Object(map.clone())) {
-            self.add(field, NUL_REASON);
         } else if let Some(reason) = map_text_problem(map) {
             self.add(field, reason);
         } else if serde_json::to_vec(map).map_or(usize::MAX, |bytes| bytes.len()) > MAX_MAP_BYTES {
