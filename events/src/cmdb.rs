@@ -6,8 +6,6 @@
 //! asset is a rule of the asset's own stream (see [`tag_id_for`] and
 //! [`dependency_id_for`]).
 
-use std::collections::BTreeMap;
-
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -118,15 +116,118 @@ impl AssetType {
     }
 }
 
-/// One changed field of an asset: its value before and after.
+/// One changed field of an asset, typed: its value before and after.
+///
+/// Stored (version 2.0 of `AssetUpdated`) as `{"field": "<name>", "before":
+/// …, "after": …}` with the field names of the API. A field this build does
+/// not know, or a value of the wrong type, fails the decoding: nothing is
+/// dropped on the way to `apply`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FieldChange {
-    pub before: Value,
-    pub after: Value,
+#[serde(tag = "field", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AssetChange {
+    Name {
+        before: String,
+        after: String,
+    },
+    Environment {
+        before: Environment,
+        after: Environment,
+    },
+    Location {
+        before: Option<String>,
+        after: Option<String>,
+    },
+    Description {
+        before: Option<String>,
+        after: Option<String>,
+    },
+    OwnerId {
+        before: Option<Uuid>,
+        after: Option<Uuid>,
+    },
+    Attributes {
+        before: Map<String, Value>,
+        after: Map<String, Value>,
+    },
+    CustomFields {
+        before: Map<String, Value>,
+        after: Map<String, Value>,
+    },
+}
+
+impl AssetChange {
+    /// The API's name of the changed field.
+    pub fn field(&self) -> &'static str {
+        match self {
+            AssetChange::Name { .. } => "name",
+            AssetChange::Environment { .. } => "environment",
+            AssetChange::Location { .. } => "location",
+            AssetChange::Description { .. } => "description",
+            AssetChange::OwnerId { .. } => "owner_id",
+            AssetChange::Attributes { .. } => "attributes",
+            AssetChange::CustomFields { .. } => "custom_fields",
+        }
+    }
+
+    /// The value before and after, as JSON (for the audit's before/after).
+    pub fn values(&self) -> (Value, Value) {
+        fn pair<T: Serialize>(before: &T, after: &T) -> (Value, Value) {
+            (
+                serde_json::to_value(before).unwrap_or(Value::Null),
+                serde_json::to_value(after).unwrap_or(Value::Null),
+            )
+        }
+        match self {
+            AssetChange::Name { before, after } => pair(before, after),
+            AssetChange::Environment { before, after } => pair(before, after),
+            AssetChange::Location { before, after } => pair(before, after),
+            AssetChange::Description { before, after } => pair(before, after),
+            AssetChange::OwnerId { before, after } => pair(before, after),
+            AssetChange::Attributes { before, after } => pair(before, after),
+            AssetChange::CustomFields { before, after } => pair(before, after),
+        }
+    }
+}
+
+/// `AssetUpdated` 1.0 → 2.0: the map `{field: {before, after}}` of JSON
+/// values becomes the list of typed [`AssetChange`]s, in field-name order
+/// (the order of the 1.0 map). Whether each value has its field's type is
+/// then checked by the decoding.
+pub(crate) fn asset_updated_1_0_to_2_0(payload: Value) -> Result<Value, String> {
+    let Value::Object(mut outer) = payload else {
+        return Err("not an object".into());
+    };
+    let Some(Value::Object(mut body)) = outer.remove("AssetUpdated") else {
+        return Err("no AssetUpdated object".into());
+    };
+    let Some(Value::Object(changes)) = body.remove("changes") else {
+        return Err("changes is not an object".into());
+    };
+    let mut list = Vec::with_capacity(changes.len());
+    for (field, change) in changes {
+        let Value::Object(mut change) = change else {
+            return Err(format!("the change of {field} is not an object"));
+        };
+        let mut entry = Map::new();
+        entry.insert("field".into(), Value::String(field.clone()));
+        for side in ["before", "after"] {
+            let value = change
+                .remove(side)
+                .ok_or_else(|| format!("the change of {field} has no {side}"))?;
+            entry.insert(side.into(), value);
+        }
+        if let Some((extra, _)) = change.into_iter().next() {
+            return Err(format!("the change of {field} has an unknown key {extra}"));
+        }
+        list.push(Value::Object(entry));
+    }
+    body.insert("changes".into(), Value::Array(list));
+    outer.insert("AssetUpdated".into(), Value::Object(body));
+    Ok(Value::Object(outer))
 }
 
 /// Everything that can happen to an asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 pub enum AssetEvent {
     /// An asset entered the CMDB.
     AssetRegistered {
@@ -144,12 +245,10 @@ pub enum AssetEvent {
         #[serde(with = "time::serde::rfc3339")]
         registered_at: OffsetDateTime,
     },
-    /// Fields changed; each with its value before and after (field names
-    /// as in the API: `name`, `environment`, `location`, `description`,
-    /// `owner_id`, `attributes`, `custom_fields`).
-    AssetUpdated {
-        changes: BTreeMap<String, FieldChange>,
-    },
+    /// Fields changed; each with its value before and after, at most one
+    /// change per field, in field-name order. Version 2.0: typed changes
+    /// (1.0 held a map of JSON values, see [`asset_updated_1_0_to_2_0`]).
+    AssetUpdated { changes: Vec<AssetChange> },
     /// The lifecycle state changed.
     AssetLifecycleChanged {
         from: LifecycleState,
@@ -187,12 +286,16 @@ impl DomainEvent for AssetEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".into()
+        crate::catalog::written_version(ASSET, &self.event_type())
     }
 }
 
+impl crate::decode::LogEvent for AssetEvent {
+    const AGGREGATE_TYPE: &'static str = ASSET;
+}
+
 /// Everything that can happen to a tag.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames)]
 pub enum TagEvent {
     /// A tag was created (again, after a deletion, under the same id).
     TagCreated {
@@ -214,12 +317,16 @@ impl DomainEvent for TagEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".into()
+        crate::catalog::written_version(TAG, &self.event_type())
     }
 }
 
+impl crate::decode::LogEvent for TagEvent {
+    const AGGREGATE_TYPE: &'static str = TAG;
+}
+
 /// Everything that can happen to a dependency edge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames)]
 pub enum DependencyEvent {
     /// "`source_asset_id` depends on `target_asset_id`".
     DependencyAdded {
@@ -242,8 +349,12 @@ impl DomainEvent for DependencyEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".into()
+        crate::catalog::written_version(DEPENDENCY, &self.event_type())
     }
+}
+
+impl crate::decode::LogEvent for DependencyEvent {
+    const AGGREGATE_TYPE: &'static str = DEPENDENCY;
 }
 
 #[cfg(test)]

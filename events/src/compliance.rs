@@ -152,7 +152,7 @@ pub struct AssetResults {
 }
 
 /// Everything that happens to a compliance run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 pub enum ComplianceEvent {
     /// A run evaluated the CMDB as of `evaluated_at` with the rules listed.
     ComplianceRunStarted {
@@ -197,6 +197,10 @@ impl DomainEvent for ComplianceEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::catalog::written_version(COMPLIANCE_RUN, &self.event_type())
     }
+}
+
+impl crate::decode::LogEvent for ComplianceEvent {
+    const AGGREGATE_TYPE: &'static str = COMPLIANCE_RUN;
 }

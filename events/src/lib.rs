@@ -12,10 +12,12 @@ pub mod audit;
 pub mod catalog;
 pub mod cmdb;
 pub mod compliance;
+pub mod decode;
 pub mod metadata;
 pub mod session;
 pub mod user;
 
 pub use audit::{describe, AuditFacts};
+pub use decode::{decode, AnyEvent, DecodeError, LogEvent};
 pub use metadata::{Actor, EventMetadata};
 pub use user::{Role, UserEvent};

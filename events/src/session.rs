@@ -6,6 +6,7 @@
 
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -25,7 +26,7 @@ pub enum RevocationReason {
 }
 
 /// Everything that can happen to a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames)]
 pub enum SessionEvent {
     /// A login opened the session with its first refresh token.
     SessionStarted {
@@ -49,7 +50,7 @@ pub enum SessionEvent {
         token_hash: String,
         #[serde(with = "time::serde::rfc3339")]
         expires_at: OffsetDateTime,
-        #[serde(default, with = "time::serde::rfc3339::option")]
+        #[serde(with = "time::serde::rfc3339::option")]
         rotated_at: Option<OffsetDateTime>,
     },
     /// An already-consumed refresh token was presented again (RFC 9700):
@@ -71,12 +72,25 @@ impl DomainEvent for SessionEvent {
     }
 
     fn event_version(&self) -> String {
-        match self {
-            SessionEvent::RefreshTokenRotated { .. } => "1.1",
-            _ => "1.0",
-        }
-        .into()
+        crate::catalog::written_version(AGGREGATE_TYPE, &self.event_type())
     }
+}
+
+impl crate::decode::LogEvent for SessionEvent {
+    const AGGREGATE_TYPE: &'static str = AGGREGATE_TYPE;
+}
+
+/// `RefreshTokenRotated` 1.0 → 1.1: a rotation recorded before
+/// `rotated_at` existed has no time (`null`), which no reuse grace covers.
+pub(crate) fn rotation_1_0_to_1_1(mut payload: Value) -> Result<Value, String> {
+    let body = payload
+        .get_mut("RefreshTokenRotated")
+        .and_then(Value::as_object_mut)
+        .ok_or("no RefreshTokenRotated object")?;
+    if body.insert("rotated_at".into(), Value::Null).is_some() {
+        return Err("a 1.0 rotation has no rotated_at".into());
+    }
+    Ok(payload)
 }
 
 #[cfg(test)]
@@ -92,7 +106,9 @@ mod tests {
             "token_hash": "h",
             "expires_at": "2030-01-01T00:00:00Z",
         }});
-        let event: SessionEvent = serde_json::from_value(stored).expect("1.0 reads");
+        let event: SessionEvent =
+            crate::decode::decode("RefreshTokenRotated", "1.0", &stored.to_string())
+                .expect("1.0 reads");
         assert!(matches!(
             event,
             SessionEvent::RefreshTokenRotated {

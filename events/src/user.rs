@@ -45,7 +45,7 @@ impl Role {
 }
 
 /// Everything that can happen to a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames)]
 pub enum UserEvent {
     /// A user account was created.
     UserRegistered {
@@ -112,7 +112,10 @@ impl DomainEvent for UserEvent {
     }
 
     fn event_version(&self) -> String {
-        // Every user event is at its first shape.
-        "1.0".into()
+        crate::catalog::written_version(AGGREGATE_TYPE, &self.event_type())
     }
+}
+
+impl crate::decode::LogEvent for UserEvent {
+    const AGGREGATE_TYPE: &'static str = AGGREGATE_TYPE;
 }

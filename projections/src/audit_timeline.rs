@@ -60,7 +60,12 @@ impl Projection for AuditTimeline {
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         let mut columns = Columns::default();
         for event in events {
-            let facts = describe(&event.aggregate_type, &event.event_type, &event.payload);
+            let facts = describe(
+                &event.aggregate_type,
+                &event.event_type,
+                &event.event_version,
+                event.payload.as_deref(),
+            );
             // Metadata that does not parse still gets an entry: the timeline
             // never drops an event; it records an unknown actor instead.
             let metadata = EventMetadata::from_json(&event.metadata).ok();

@@ -7,8 +7,9 @@
 //! its history and `as_of` views, stay in the log.
 
 use async_trait::async_trait;
-use sentryops_events::cmdb::{AssetEvent, DependencyEvent, TagEvent, ASSET, DEPENDENCY, TAG};
-use serde::Deserialize;
+use sentryops_events::cmdb::{
+    AssetChange, AssetEvent, DependencyEvent, TagEvent, ASSET, DEPENDENCY, TAG,
+};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -43,7 +44,7 @@ impl Projection for AssetsProjection {
             match event.aggregate_type.as_str() {
                 ASSET => apply_asset(conn, event).await?,
                 TAG => {
-                    if let TagEvent::TagDeleted = TagEvent::deserialize(&event.payload)? {
+                    if let TagEvent::TagDeleted = event.decode::<TagEvent>()? {
                         // A deleted tag leaves every asset.
                         sqlx::query("delete from asset_tags where tag_id = $1")
                             .bind(Uuid::parse_str(&event.aggregate_id)?)
@@ -58,9 +59,21 @@ impl Projection for AssetsProjection {
     }
 }
 
+/// The columns an `AssetUpdated` sets (`Some`), with their new values.
+#[derive(Default)]
+struct ColumnUpdate {
+    name: Option<String>,
+    environment: Option<&'static str>,
+    location: Option<Option<String>>,
+    description: Option<Option<String>>,
+    owner_id: Option<Option<Uuid>>,
+    attributes: Option<serde_json::Map<String, serde_json::Value>>,
+    custom_fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 async fn apply_asset(conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
     let id = Uuid::parse_str(&event.aggregate_id)?;
-    let asset_event = AssetEvent::deserialize(&event.payload)?;
+    let asset_event = event.decode::<AssetEvent>()?;
     // Every event of the stream is one version step, as in the aggregate.
     let bump = "update assets set version = version + 1, updated_at = $2, event_position = $3 \
                 where id = $1";
@@ -103,23 +116,51 @@ async fn apply_asset(conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Re
             return Ok(());
         }
         AssetEvent::AssetUpdated { changes } => {
-            // One statement whatever changed: the changes travel as JSON.
+            // One statement whatever changed: each column with a flag that
+            // says whether the event sets it (a location may be set to null).
+            let mut update = ColumnUpdate::default();
+            for change in changes {
+                match change {
+                    AssetChange::Name { after, .. } => update.name = Some(after),
+                    AssetChange::Environment { after, .. } => {
+                        update.environment = Some(after.as_str())
+                    }
+                    AssetChange::Location { after, .. } => update.location = Some(after),
+                    AssetChange::Description { after, .. } => update.description = Some(after),
+                    AssetChange::OwnerId { after, .. } => update.owner_id = Some(after),
+                    AssetChange::Attributes { after, .. } => update.attributes = Some(after),
+                    AssetChange::CustomFields { after, .. } => update.custom_fields = Some(after),
+                }
+            }
             sqlx::query(
                 "update assets set \
-                     name = case when $4 ? 'name' then $4->'name'->>'after' else name end, \
-                     environment = case when $4 ? 'environment' then $4->'environment'->>'after' else environment end, \
-                     location = case when $4 ? 'location' then $4->'location'->>'after' else location end, \
-                     description = case when $4 ? 'description' then $4->'description'->>'after' else description end, \
-                     owner_id = case when $4 ? 'owner_id' then ($4->'owner_id'->>'after')::uuid else owner_id end, \
-                     attributes = case when $4 ? 'attributes' then $4->'attributes'->'after' else attributes end, \
-                     custom_fields = case when $4 ? 'custom_fields' then $4->'custom_fields'->'after' else custom_fields end, \
+                     name = case when $4 then $5 else name end, \
+                     environment = case when $6 then $7 else environment end, \
+                     location = case when $8 then $9 else location end, \
+                     description = case when $10 then $11 else description end, \
+                     owner_id = case when $12 then $13 else owner_id end, \
+                     attributes = case when $14 then $15 else attributes end, \
+                     custom_fields = case when $16 then $17 else custom_fields end, \
                      version = version + 1, updated_at = $2, event_position = $3 \
                  where id = $1",
             )
             .bind(id)
             .bind(event.recorded_at)
             .bind(event.global_position)
-            .bind(serde_json::to_value(&changes)?)
+            .bind(update.name.is_some())
+            .bind(update.name)
+            .bind(update.environment.is_some())
+            .bind(update.environment)
+            .bind(update.location.is_some())
+            .bind(update.location.flatten())
+            .bind(update.description.is_some())
+            .bind(update.description.flatten())
+            .bind(update.owner_id.is_some())
+            .bind(update.owner_id.flatten())
+            .bind(update.attributes.is_some())
+            .bind(update.attributes.map(serde_json::Value::Object))
+            .bind(update.custom_fields.is_some())
+            .bind(update.custom_fields.map(serde_json::Value::Object))
             .execute(&mut *conn)
             .await?;
             return Ok(());
@@ -189,7 +230,7 @@ impl Projection for TagsProjection {
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         for event in events.iter().filter(|e| e.aggregate_type == TAG) {
             let id = Uuid::parse_str(&event.aggregate_id)?;
-            match TagEvent::deserialize(&event.payload)? {
+            match event.decode::<TagEvent>()? {
                 TagEvent::TagCreated { name, color, .. } => {
                     sqlx::query(
                         "insert into tags (id, name, color, created_at) values ($1, $2, $3, $4) \
@@ -236,7 +277,7 @@ impl Projection for DependenciesProjection {
         for event in events {
             let id = || Uuid::parse_str(&event.aggregate_id);
             match event.aggregate_type.as_str() {
-                DEPENDENCY => match DependencyEvent::deserialize(&event.payload)? {
+                DEPENDENCY => match event.decode::<DependencyEvent>()? {
                     DependencyEvent::DependencyAdded {
                         source_asset_id,
                         target_asset_id,
@@ -263,7 +304,7 @@ impl Projection for DependenciesProjection {
                     }
                 },
                 ASSET => {
-                    if let AssetEvent::AssetDeleted = AssetEvent::deserialize(&event.payload)? {
+                    if let AssetEvent::AssetDeleted = event.decode::<AssetEvent>()? {
                         sqlx::query(
                             "delete from dependencies where source_asset_id = $1 or target_asset_id = $1",
                         )
@@ -298,7 +339,7 @@ impl Projection for CheckoutsProjection {
 
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         for event in events.iter().filter(|e| e.aggregate_type == ASSET) {
-            match AssetEvent::deserialize(&event.payload)? {
+            match event.decode::<AssetEvent>()? {
                 AssetEvent::AssetCheckedOut {
                     checkout_id,
                     holder_id,

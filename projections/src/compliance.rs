@@ -10,7 +10,6 @@
 
 use async_trait::async_trait;
 use sentryops_events::compliance::{ComplianceEvent, COMPLIANCE_RUN};
-use serde::Deserialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -47,7 +46,7 @@ impl Projection for ComplianceProjection {
                 record_results(conn, run_id, event).await?;
                 continue;
             }
-            match ComplianceEvent::deserialize(&event.payload)? {
+            match event.decode::<ComplianceEvent>()? {
                 ComplianceEvent::ComplianceRunStarted {
                     triggered_by_id,
                     started_at,

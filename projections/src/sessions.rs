@@ -3,7 +3,6 @@
 
 use async_trait::async_trait;
 use sentryops_events::session::{SessionEvent, AGGREGATE_TYPE};
-use serde::Deserialize;
 use sqlx::PgConnection;
 
 use crate::projection::Projection;
@@ -32,7 +31,7 @@ impl Projection for SessionsProjection {
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         for event in events.iter().filter(|e| e.aggregate_type == AGGREGATE_TYPE) {
             let id = uuid::Uuid::parse_str(&event.aggregate_id)?;
-            match SessionEvent::deserialize(&event.payload)? {
+            match event.decode::<SessionEvent>()? {
                 SessionEvent::SessionStarted {
                     user_id,
                     expires_at,

@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use sentryops_events::user::{UserEvent, AGGREGATE_TYPE};
-use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
@@ -32,7 +31,7 @@ impl Projection for UsersProjection {
 
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         for event in events.iter().filter(|e| e.aggregate_type == AGGREGATE_TYPE) {
-            let user_event = UserEvent::deserialize(&event.payload)?;
+            let user_event = event.decode::<UserEvent>()?;
             let id = uuid::Uuid::parse_str(&event.aggregate_id)?;
             // (column, value) of the change an event makes, if it changes a row.
             let change: Option<(&str, Value)> = match user_event {

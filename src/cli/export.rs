@@ -91,8 +91,12 @@ enum Sink<W: Write> {
 }
 
 impl<W: Write> Sink<W> {
-    fn write(&mut self, mut event: StoredEvent) -> anyhow::Result<()> {
-        redact_secrets(&mut event.payload);
+    fn write(&mut self, event: StoredEvent) -> anyhow::Result<()> {
+        // The stored payload, at its stored version (not upcast): the export
+        // is the log as written.
+        let mut payload: serde_json::Value =
+            serde_json::from_str(event.payload.as_deref().unwrap_or("null"))?;
+        redact_secrets(&mut payload);
         let recorded_at = event.recorded_at.format(&Rfc3339)?;
         match self {
             Sink::Csv(writer) => writer.write_record([
@@ -104,7 +108,7 @@ impl<W: Write> Sink<W> {
                 event.sequence.to_string(),
                 event.event_type,
                 event.event_version,
-                event.payload.to_string(),
+                payload.to_string(),
                 event.metadata.to_string(),
             ])?,
             Sink::Ndjson(out) => {
@@ -117,7 +121,7 @@ impl<W: Write> Sink<W> {
                     "sequence": event.sequence,
                     "event_type": event.event_type,
                     "event_version": event.event_version,
-                    "payload": event.payload,
+                    "payload": payload,
                     "metadata": event.metadata,
                 });
                 serde_json::to_writer(&mut *out, &line)?;

@@ -16,6 +16,7 @@ use sentryops_events::compliance::{
     COMPLIANCE_RUN,
 };
 use sentryops_events::EventMetadata;
+use sentryops_projections::store;
 use sentryops_projections::LogPosition;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -89,7 +90,7 @@ pub async fn run(
     let finished_at = run_clock();
     let (events, totals) = recording.finish(finished_at)?;
     let position = commands
-        .record_compliance_run(run_id, &events, metadata)
+        .record_compliance_run(run_id, events, metadata)
         .await
         .map_err(|error| anyhow::Error::new(error).context("appending the run failed"))?;
     Ok(RecordedRun {
@@ -174,8 +175,8 @@ impl Totals {
         self
     }
 
-    fn recorded(completed: &Value) -> anyhow::Result<Self> {
-        match serde_json::from_value(completed.clone())? {
+    fn recorded(completed: &ComplianceEvent) -> anyhow::Result<Self> {
+        match completed.clone() {
             ComplianceEvent::ComplianceRunCompleted {
                 total_assets,
                 org_score,
@@ -221,15 +222,15 @@ pub async fn verify(
     run_id: Uuid,
 ) -> anyhow::Result<Option<Verification>> {
     let run_key = run_id.to_string();
-    let header: Vec<(Json<Value>,)> = sqlx::query_as(
-        "select payload from events where aggregate_type = $1 and aggregate_id = $2 \
-           and event_type in ('ComplianceRunStarted', 'ComplianceRunCompleted') order by sequence",
+    let header: Vec<ComplianceEvent> = store::read_stream_of_types::<ComplianceEvent>(
+        pool,
+        &run_key,
+        &["ComplianceRunStarted", "ComplianceRunCompleted"],
     )
-    .bind(COMPLIANCE_RUN)
-    .bind(&run_key)
-    .fetch_all(pool)
+    .map_ok(|recorded| recorded.event)
+    .try_collect()
     .await?;
-    let [(Json(started),), (Json(completed),)] = header.as_slice() else {
+    let [started, completed] = header.as_slice() else {
         return Ok(None);
     };
     let ComplianceEvent::ComplianceRunStarted {
@@ -238,7 +239,7 @@ pub async fn verify(
         ruleset_hash,
         rules: recorded_rules,
         ..
-    } = serde_json::from_value(started.clone())?
+    } = started.clone()
     else {
         return Ok(None);
     };
@@ -246,15 +247,13 @@ pub async fn verify(
     // The recorded results, one batch at a time, kept as digests.
     let mut recorded: HashMap<Uuid, ([u8; 32], String)> = HashMap::new();
     let mut duplicates = 0u64;
-    let mut batches = sqlx::query_as::<_, (Json<ComplianceEvent>,)>(
-        "select payload from events where aggregate_type = $1 and aggregate_id = $2 \
-           and event_type = 'ComplianceResultsRecorded' order by sequence",
-    )
-    .bind(COMPLIANCE_RUN)
-    .bind(&run_key)
-    .fetch(pool);
-    while let Some((Json(batch),)) = batches.try_next().await? {
-        if let ComplianceEvent::ComplianceResultsRecorded { assets, .. } = batch {
+    let mut batches = store::read_stream_of_types::<ComplianceEvent>(
+        pool,
+        &run_key,
+        &["ComplianceResultsRecorded"],
+    );
+    while let Some(batch) = batches.try_next().await? {
+        if let ComplianceEvent::ComplianceResultsRecorded { assets, .. } = batch.event {
             for asset in assets {
                 let digest = digest_of(&asset)?;
                 if recorded

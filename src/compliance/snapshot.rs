@@ -12,19 +12,20 @@
 //!
 //! Assets fold with the asset aggregate's own `apply`; owners with the
 //! user events that decide `mfa_enabled` and `active` (logins are skipped:
-//! they are most of a user's stream and change neither, ADR 0002). Every event type
-//! read here is at version 1.0, the only one written so far; an upcaster
-//! added to the events crate must be applied here too.
+//! they are most of a user's stream and change neither, ADR 0002). Every
+//! event is read through the store's `read_at_cut`, so it is decoded (and
+//! upcast) by the one decoder, as everywhere else.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
 use futures_util::TryStreamExt;
-use sentryops_events::cmdb::{AssetEvent, TagEvent, ASSET, TAG};
+use sentryops_events::cmdb::{AssetEvent, TagEvent};
 use sentryops_events::compliance::EvaluatedAt;
 use sentryops_events::user::UserEvent;
-use sqlx::types::Json;
+use sentryops_projections::store::{self, CutFilter};
+use sentryops_projections::LogPosition;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -74,28 +75,26 @@ pub async fn settled_cut(pool: &PgPool, patience: Duration) -> sqlx::Result<Eval
     }
 }
 
-/// The filter of every fold: events of `aggregate_type` at or before the cut.
-const IN_CUT: &str = "aggregate_type = $1 \
-     and (transaction_id, global_position) <= ($2::text::xid8, $3)";
+/// The cut as a position in the global order.
+fn cut_of(at: EvaluatedAt) -> LogPosition {
+    LogPosition {
+        transaction_id: at.transaction_id,
+        position: at.position,
+    }
+}
 
 /// The owners (users) as of `at`, by id.
-async fn fold_owners(pool: &PgPool, at: EvaluatedAt) -> sqlx::Result<HashMap<Uuid, OwnerSnapshot>> {
-    // Literal predicates, so that the partial index of migration 0009
-    // (which leaves the logins out) serves the query.
-    let sql = "select aggregate_id, payload from events \
-         where aggregate_type = 'user' and event_type not in ('LoginSucceeded', 'LoginFailed') \
-           and (transaction_id, global_position) <= ($1::text::xid8, $2) \
-         order by aggregate_id, sequence";
-    let mut rows = sqlx::query_as::<_, (String, Json<UserEvent>)>(sql)
-        .bind(at.transaction_id.to_string())
-        .bind(at.position)
-        .fetch(pool);
+async fn fold_owners(
+    pool: &PgPool,
+    at: EvaluatedAt,
+) -> anyhow::Result<HashMap<Uuid, OwnerSnapshot>> {
+    let mut rows = store::read_at_cut::<UserEvent>(pool, cut_of(at), CutFilter::UserState);
     let mut owners: HashMap<Uuid, OwnerSnapshot> = HashMap::new();
-    while let Some((aggregate_id, Json(event))) = rows.try_next().await? {
-        let Ok(id) = Uuid::parse_str(&aggregate_id) else {
+    while let Some(recorded) = rows.try_next().await? {
+        let Ok(id) = Uuid::parse_str(&recorded.stored.aggregate_id) else {
             continue;
         };
-        match event {
+        match recorded.event {
             UserEvent::UserRegistered { mfa_enabled, .. } => {
                 owners.insert(
                     id,
@@ -112,7 +111,7 @@ async fn fold_owners(pool: &PgPool, at: EvaluatedAt) -> sqlx::Result<HashMap<Uui
             }
             UserEvent::UserDeactivated | UserEvent::UserReactivated => {
                 if let Some(owner) = owners.get_mut(&id) {
-                    owner.active = matches!(event, UserEvent::UserReactivated);
+                    owner.active = matches!(recorded.event, UserEvent::UserReactivated);
                 }
             }
             _ => {}
@@ -122,21 +121,14 @@ async fn fold_owners(pool: &PgPool, at: EvaluatedAt) -> sqlx::Result<HashMap<Uui
 }
 
 /// The names of the tags that exist as of `at`, by id.
-async fn fold_tags(pool: &PgPool, at: EvaluatedAt) -> sqlx::Result<HashMap<Uuid, String>> {
-    let sql = format!(
-        "select aggregate_id, payload from events where {IN_CUT} order by aggregate_id, sequence"
-    );
-    let mut rows = sqlx::query_as::<_, (String, Json<TagEvent>)>(&sql)
-        .bind(TAG)
-        .bind(at.transaction_id.to_string())
-        .bind(at.position)
-        .fetch(pool);
+async fn fold_tags(pool: &PgPool, at: EvaluatedAt) -> anyhow::Result<HashMap<Uuid, String>> {
+    let mut rows = store::read_at_cut::<TagEvent>(pool, cut_of(at), CutFilter::All);
     let mut tags = HashMap::new();
-    while let Some((aggregate_id, Json(event))) = rows.try_next().await? {
-        let Ok(id) = Uuid::parse_str(&aggregate_id) else {
+    while let Some(recorded) = rows.try_next().await? {
+        let Ok(id) = Uuid::parse_str(&recorded.stored.aggregate_id) else {
             continue;
         };
-        match event {
+        match recorded.event {
             TagEvent::TagCreated { name, .. } => {
                 tags.insert(id, name);
             }
@@ -158,16 +150,7 @@ pub async fn fold_cmdb(
 ) -> anyhow::Result<()> {
     let owners = fold_owners(pool, at).await?;
     let tags = fold_tags(pool, at).await?;
-    // `collate "C"` orders the ids as `Uuid`'s `Ord` does (bytewise).
-    let sql = format!(
-        "select aggregate_id, payload from events where {IN_CUT} \
-         order by aggregate_id collate \"C\", sequence"
-    );
-    let mut rows = sqlx::query_as::<_, (String, Json<AssetEvent>)>(&sql)
-        .bind(ASSET)
-        .bind(at.transaction_id.to_string())
-        .bind(at.position)
-        .fetch(pool);
+    let mut rows = store::read_at_cut::<AssetEvent>(pool, cut_of(at), CutFilter::All);
     let mut current: Option<(String, Asset)> = None;
     let mut finish = |id: &str, asset: Asset| -> anyhow::Result<()> {
         match snapshot_of(id, &asset, &tags) {
@@ -178,15 +161,16 @@ pub async fn fold_cmdb(
             None => Ok(()),
         }
     };
-    while let Some((aggregate_id, Json(event))) = rows.try_next().await? {
+    while let Some(recorded) = rows.try_next().await? {
+        let aggregate_id = recorded.stored.aggregate_id;
         match &mut current {
-            Some((id, asset)) if *id == aggregate_id => asset.apply(event),
+            Some((id, asset)) if *id == aggregate_id => asset.apply(recorded.event),
             _ => {
                 if let Some((id, asset)) = current.take() {
                     finish(&id, asset)?;
                 }
                 let mut asset = Asset::default();
-                asset.apply(event);
+                asset.apply(recorded.event);
                 current = Some((aggregate_id, asset));
             }
         }

@@ -8,12 +8,12 @@
 //! codes stay unique under concurrency without a read-model check. Tags and
 //! the one open check-out are rules of the asset's own stream.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use sentryops_events::cmdb::{
-    AssetEvent, AssetType, Environment, FieldChange, LifecycleState, ASSET,
+    AssetChange, AssetEvent, AssetType, Environment, LifecycleState, ASSET,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -189,51 +189,60 @@ impl Asset {
         }
     }
 
-    /// The field changes `patch` makes, field name → before/after.
-    fn changes(&self, patch: AssetPatch) -> BTreeMap<String, FieldChange> {
-        let mut changes = BTreeMap::new();
-        let mut note = |field: &str, before: Value, after: Value| {
-            if before != after {
-                changes.insert(field.to_string(), FieldChange { before, after });
-            }
-        };
+    /// The field changes `patch` makes, in field-name order (the order of
+    /// a 1.0 `AssetUpdated`'s map, so old and new events list alike).
+    fn changes(&self, patch: AssetPatch) -> Vec<AssetChange> {
         let current = &self.fields;
-        if let Some(name) = patch.name {
-            note("name", Value::from(current.name.clone()), Value::from(name));
+        let mut changes = Vec::new();
+        if let Some(after) = patch
+            .attributes
+            .filter(|after| *after != current.attributes)
+        {
+            changes.push(AssetChange::Attributes {
+                before: current.attributes.clone(),
+                after,
+            });
         }
-        if let Some(environment) = patch.environment {
-            note(
-                "environment",
-                json_of(&current.environment),
-                json_of(&Some(environment)),
-            );
+        if let Some(after) = patch
+            .custom_fields
+            .filter(|after| *after != current.custom_fields)
+        {
+            changes.push(AssetChange::CustomFields {
+                before: current.custom_fields.clone(),
+                after,
+            });
         }
-        if let Some(location) = patch.location {
-            note("location", json_of(&current.location), json_of(&location));
+        if let Some(after) = patch
+            .description
+            .filter(|after| *after != current.description)
+        {
+            changes.push(AssetChange::Description {
+                before: current.description.clone(),
+                after,
+            });
         }
-        if let Some(description) = patch.description {
-            note(
-                "description",
-                json_of(&current.description),
-                json_of(&description),
-            );
+        if let (Some(after), Some(before)) = (patch.environment, current.environment) {
+            if after != before {
+                changes.push(AssetChange::Environment { before, after });
+            }
         }
-        if let Some(owner_id) = patch.owner_id {
-            note("owner_id", json_of(&current.owner_id), json_of(&owner_id));
+        if let Some(after) = patch.location.filter(|after| *after != current.location) {
+            changes.push(AssetChange::Location {
+                before: current.location.clone(),
+                after,
+            });
         }
-        if let Some(attributes) = patch.attributes {
-            note(
-                "attributes",
-                Value::Object(current.attributes.clone()),
-                Value::Object(attributes),
-            );
+        if let Some(after) = patch.name.filter(|after| *after != current.name) {
+            changes.push(AssetChange::Name {
+                before: current.name.clone(),
+                after,
+            });
         }
-        if let Some(custom_fields) = patch.custom_fields {
-            note(
-                "custom_fields",
-                Value::Object(current.custom_fields.clone()),
-                Value::Object(custom_fields),
-            );
+        if let Some(after) = patch.owner_id.filter(|after| *after != current.owner_id) {
+            changes.push(AssetChange::OwnerId {
+                before: current.owner_id,
+                after,
+            });
         }
         changes
     }
@@ -250,10 +259,6 @@ impl Asset {
             }
         }
     }
-}
-
-fn json_of<T: Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 impl Aggregate for Asset {
@@ -411,31 +416,16 @@ impl Aggregate for Asset {
                 };
             }
             AssetEvent::AssetUpdated { changes } => {
-                for (field, change) in changes {
-                    let after = change.after;
-                    let fields = &mut self.fields;
-                    match field.as_str() {
-                        "name" => fields.name = after.as_str().unwrap_or_default().to_string(),
-                        "environment" => {
-                            fields.environment = serde_json::from_value(after).unwrap_or(None)
-                        }
-                        "location" => {
-                            fields.location = serde_json::from_value(after).unwrap_or(None)
-                        }
-                        "description" => {
-                            fields.description = serde_json::from_value(after).unwrap_or(None)
-                        }
-                        "owner_id" => {
-                            fields.owner_id = serde_json::from_value(after).unwrap_or(None)
-                        }
-                        "attributes" => {
-                            fields.attributes = serde_json::from_value(after).unwrap_or_default()
-                        }
-                        "custom_fields" => {
-                            fields.custom_fields = serde_json::from_value(after).unwrap_or_default()
-                        }
-                        // A field this version does not know: nothing to fold.
-                        _ => {}
+                let fields = &mut self.fields;
+                for change in changes {
+                    match change {
+                        AssetChange::Name { after, .. } => fields.name = after,
+                        AssetChange::Environment { after, .. } => fields.environment = Some(after),
+                        AssetChange::Location { after, .. } => fields.location = after,
+                        AssetChange::Description { after, .. } => fields.description = after,
+                        AssetChange::OwnerId { after, .. } => fields.owner_id = after,
+                        AssetChange::Attributes { after, .. } => fields.attributes = after,
+                        AssetChange::CustomFields { after, .. } => fields.custom_fields = after,
                     }
                 }
             }
@@ -535,21 +525,16 @@ mod tests {
     fn given_an_asset_when_patched_then_only_changed_fields_are_recorded() {
         let mut attributes = Map::new();
         attributes.insert("disk_encrypted".into(), json!(true));
-        let mut changes = BTreeMap::new();
-        changes.insert(
-            "attributes".to_string(),
-            FieldChange {
-                before: json!({}),
-                after: json!({ "disk_encrypted": true }),
+        let changes = vec![
+            AssetChange::Attributes {
+                before: Map::new(),
+                after: attributes.clone(),
             },
-        );
-        changes.insert(
-            "location".to_string(),
-            FieldChange {
-                before: Value::Null,
-                after: json!("rack 4"),
+            AssetChange::Location {
+                before: None,
+                after: Some("rack 4".into()),
             },
-        );
+        ];
         framework()
             .given(vec![registered()])
             .when(AssetCommand::Update {

@@ -224,7 +224,8 @@ mod tests {
     }
 
     fn decode(event: &SerializedRunEvent) -> ComplianceEvent {
-        serde_json::from_str(&event.payload).expect("a recorded event decodes")
+        sentryops_events::decode(&event.event_type, &event.event_version, &event.payload)
+            .expect("a recorded event decodes")
     }
 
     #[test]

@@ -1,64 +1,173 @@
 //! The write side: aggregates decide, events record (STYLE "Aggregates
 //! decide; apply folds").
 //!
-//! [`Commands`] is the one door to the event store: it runs a command
-//! through cqrs-es with typed metadata and answers with the position the
-//! command's events took in the global order (see [`event_store`]), so that the API can wait for
-//! its read models (read-your-writes) and return `X-Event-Position`.
+//! [`Commands`] is the one door of commands to the event store: it loads an
+//! aggregate's stream through `sentryops_projections::store` (decoded and
+//! upcast by the one decoder), folds it with the aggregate's own `apply`,
+//! lets the aggregate decide, and appends the new events with typed
+//! metadata (a fresh `command_id`) in one statement, whose `RETURNING`
+//! gives the events' positions in the global order, so that the API can
+//! wait for its read models (read-your-writes) and return
+//! `X-Event-Position`. cqrs-es gives the `Aggregate` trait, the event sink
+//! and the given/when/then test framework; storage is ours.
 
 pub mod asset;
 pub mod compliance_run;
 pub mod dependency;
-pub mod event_store;
 pub mod session;
 pub mod tag;
 pub mod text;
 pub mod user;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore, SerializedEvent};
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent};
-use sentryops_events::EventMetadata;
+use cqrs_es::{Aggregate, AggregateError};
+use sentryops_events::{EventMetadata, LogEvent};
+use sentryops_projections::store::{self, AppendError, Appended, NewEvent, ReadError, StreamRange};
 use sentryops_projections::LogPosition;
 use sqlx::PgPool;
 
-use event_store::{capture_appended, EventRepository};
-
-/// An aggregate type's command handler.
-pub type Handler<A> = CqrsFramework<A, PersistedEventStore<EventRepository, A>>;
-
-/// An aggregate type's command handler over the PostgreSQL event store
-/// (plain event store: no snapshots, no cqrs-es queries, DESIGN D2).
-fn command_handler<A: Aggregate>(pool: &PgPool, services: A::Services) -> Handler<A> {
-    let store = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()));
-    CqrsFramework::new(store, Vec::new(), services)
-}
-
 /// The command side of the service.
 pub struct Commands {
-    users: Handler<user::User>,
-    sessions: Handler<session::Session>,
-    assets: Handler<asset::Asset>,
-    tags: Handler<tag::Tag>,
-    dependencies: Handler<dependency::Dependency>,
-    /// For appends that create many aggregates at once.
-    repository: EventRepository,
+    pool: PgPool,
 }
 
 /// A command's failure: the aggregate refused it, or the store failed.
 pub type CommandResult<E> = Result<Option<LogPosition>, AggregateError<E>>;
 
+/// A command that ran: the aggregate's state after it, the events it
+/// decided, and where the append put them.
+pub struct Executed<A: Aggregate> {
+    pub state: A,
+    pub events: Vec<A::Event>,
+    pub appended: Appended,
+}
+
+fn store_error<E: std::error::Error>(error: AppendError) -> AggregateError<E> {
+    match error {
+        AppendError::Conflict => AggregateError::AggregateConflict,
+        // The API tells an unreachable database (503) and a statement out
+        // of time (503 with Retry-After) from other failures (500).
+        AppendError::Database(error) => AggregateError::UnexpectedError(Box::new(error)),
+    }
+}
+
+fn read_error<E: std::error::Error>(error: ReadError) -> AggregateError<E> {
+    match error {
+        ReadError::Database(error) => AggregateError::UnexpectedError(Box::new(error)),
+        decode @ ReadError::Decode { .. } => AggregateError::DeserializationError(Box::new(decode)),
+    }
+}
+
+fn unexpected<E: std::error::Error>(error: serde_json::Error) -> AggregateError<E> {
+    AggregateError::UnexpectedError(Box::new(error))
+}
+
+/// The metadata of one command, as stored.
+fn stored_metadata<E: std::error::Error>(
+    metadata: &EventMetadata,
+) -> Result<serde_json::Value, AggregateError<E>> {
+    serde_json::to_value(metadata.to_map()).map_err(unexpected)
+}
+
+/// `events` of the stream `aggregate_id`, numbered from `first`.
+fn new_events<A: Aggregate>(
+    aggregate_id: &str,
+    first: i64,
+    events: &[A::Event],
+) -> Result<Vec<NewEvent>, AggregateError<A::Error>>
+where
+    A::Event: LogEvent,
+{
+    events
+        .iter()
+        .zip(first..)
+        .map(|(event, sequence)| NewEvent::of(aggregate_id, sequence, event).map_err(unexpected))
+        .collect()
+}
+
+/// Lets `state` decide `command`; the events it wrote, already applied.
+async fn decide<A: Aggregate>(
+    state: &mut A,
+    command: A::Command,
+    services: &A::Services,
+) -> Result<Vec<A::Event>, AggregateError<A::Error>> {
+    let sink = EventSink::default();
+    state
+        .handle(command, services, &sink)
+        .await
+        .map_err(AggregateError::UserError)?;
+    Ok(sink.collect().await)
+}
+
 impl Commands {
     /// Command handlers over `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self {
-            users: command_handler(&pool, ()),
-            sessions: command_handler(&pool, ()),
-            assets: command_handler(&pool, ()),
-            tags: command_handler(&pool, ()),
-            dependencies: command_handler(&pool, ()),
-            repository: EventRepository::new(pool),
+        Self { pool }
+    }
+
+    /// The aggregate `aggregate_id` of type `A` folded from its stream, and
+    /// the stream's last sequence.
+    pub async fn load<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(A, i64), AggregateError<A::Error>>
+    where
+        A::Event: LogEvent,
+    {
+        let events =
+            store::read_stream::<A::Event>(&self.pool, aggregate_id, StreamRange::default())
+                .await
+                .map_err(read_error)?;
+        let last = events.last().map_or(0, |recorded| recorded.stored.sequence);
+        let mut state = A::default();
+        for recorded in events {
+            state.apply(recorded.event);
         }
+        Ok((state, last))
+    }
+
+    /// Loads the aggregate, runs `command`, appends what it decided.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        metadata: &EventMetadata,
+    ) -> Result<Executed<A>, AggregateError<A::Error>>
+    where
+        A::Event: LogEvent,
+    {
+        let (mut state, last) = self.load::<A>(aggregate_id).await?;
+        let events = decide(&mut state, command, services).await?;
+        let appended = store::append(
+            &self.pool,
+            &new_events::<A>(aggregate_id, last + 1, &events)?,
+            &stored_metadata(metadata)?,
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(Executed {
+            state,
+            events,
+            appended,
+        })
+    }
+
+    /// [`Commands::execute`], answering with the last position only.
+    async fn run<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> CommandResult<A::Error>
+    where
+        A: Aggregate<Services = ()>,
+        A::Event: LogEvent,
+    {
+        let executed = self
+            .execute::<A>(aggregate_id, command, &(), metadata)
+            .await?;
+        Ok(executed.appended.last_position())
     }
 
     /// Runs `command` against the user `user_id`.
@@ -68,7 +177,7 @@ impl Commands {
         command: user::UserCommand,
         metadata: EventMetadata,
     ) -> CommandResult<user::UserError> {
-        self.execute(&self.users, &user_id.to_string(), command, metadata)
+        self.run::<user::User>(&user_id.to_string(), command, &metadata)
             .await
     }
 
@@ -108,23 +217,12 @@ impl Commands {
         start: session::SessionCommand,
         metadata: EventMetadata,
     ) -> CommandResult<user::UserError> {
-        let unexpected = |error: Box<dyn std::error::Error + Send + Sync>| {
-            AggregateError::UnexpectedError(error)
-        };
-        let session_metadata =
-            serde_json::to_value(metadata.to_map()).map_err(|error| unexpected(Box::new(error)))?;
-        let sink = EventSink::default();
-        session::Session::default()
-            .handle(start, &(), &sink)
+        let mut session = session::Session::default();
+        let started = decide(&mut session, start, &())
             .await
-            .map_err(|error| unexpected(Box::new(error)))?;
-        let session_events = serialize::<session::Session>(
-            &session_id.to_string(),
-            1,
-            sink.collect().await,
-            &session_metadata,
-        )
-        .map_err(|error| unexpected(Box::new(error)))?;
+            .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?;
+        let session_events = new_events::<session::Session>(&session_id.to_string(), 1, &started)
+            .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?;
         self.record_for_user_with(user_id, login, metadata, &session_events)
             .await
     }
@@ -136,55 +234,26 @@ impl Commands {
         user_id: uuid::Uuid,
         command: impl Fn() -> user::UserCommand,
         metadata: EventMetadata,
-        companions: &[SerializedEvent],
+        companions: &[NewEvent],
     ) -> CommandResult<user::UserError> {
         let aggregate_id = user_id.to_string();
-        let unexpected =
-            |error: serde_json::Error| AggregateError::UnexpectedError(Box::new(error));
-        let metadata = serde_json::to_value(metadata.to_map()).map_err(unexpected)?;
+        let metadata = stored_metadata(&metadata)?;
         retrying_conflicts(|| async {
-            let pool = self.repository.pool();
-            let last: i64 = sqlx::query_scalar(
-                "select coalesce(max(sequence), 0) from events \
-                 where aggregate_type = 'user' and aggregate_id = $1",
-            )
-            .bind(&aggregate_id)
-            .fetch_one(pool)
-            .await
-            .map_err(|error| AggregateError::DatabaseConnectionError(Box::new(error)))?;
-            // Literal predicates, so that the partial index of migration
-            // 0009 serves the query.
-            let state_events: Vec<sqlx::types::Json<sentryops_events::UserEvent>> =
-                sqlx::query_scalar(
-                    "select payload from events \
-                     where aggregate_type = 'user' and aggregate_id = $1 \
-                       and event_type not in ('LoginSucceeded', 'LoginFailed') \
-                       and sequence <= $2 \
-                     order by sequence",
-                )
-                .bind(&aggregate_id)
-                .bind(last)
-                .fetch_all(pool)
-                .await
-                .map_err(|error| AggregateError::DatabaseConnectionError(Box::new(error)))?;
+            let (last, state_events) =
+                store::read_user_state::<sentryops_events::UserEvent>(&self.pool, &aggregate_id)
+                    .await
+                    .map_err(read_error)?;
             let mut state = user::User::default();
-            for sqlx::types::Json(event) in state_events {
-                state.apply(event);
+            for recorded in state_events {
+                state.apply(recorded.event);
             }
-            let sink = EventSink::default();
-            state
-                .handle(command(), &(), &sink)
-                .await
-                .map_err(AggregateError::UserError)?;
-            let first = usize::try_from(last).unwrap_or(0) + 1;
-            let mut events =
-                serialize::<user::User>(&aggregate_id, first, sink.collect().await, &metadata)
-                    .map_err(unexpected)?;
+            let decided = decide(&mut state, command(), &()).await?;
+            let mut events = new_events::<user::User>(&aggregate_id, last + 1, &decided)?;
             events.extend_from_slice(companions);
-            let (result, appended) =
-                capture_appended(self.repository.persist::<user::User>(&events, None)).await;
-            result.map_err(AggregateError::from)?;
-            Ok(appended)
+            let appended = store::append(&self.pool, &events, &metadata)
+                .await
+                .map_err(store_error)?;
+            Ok(appended.last_position())
         })
         .await
     }
@@ -196,8 +265,29 @@ impl Commands {
         command: session::SessionCommand,
         metadata: EventMetadata,
     ) -> CommandResult<session::SessionError> {
-        self.execute(&self.sessions, &session_id.to_string(), command, metadata)
+        self.run::<session::Session>(&session_id.to_string(), command, &metadata)
             .await
+    }
+
+    /// Rotates a session's refresh token (never re-run on a conflict: a
+    /// lost race must not read as reuse); the outcome comes from the
+    /// events the rotation appended.
+    pub async fn rotate_refresh_token(
+        &self,
+        session_id: uuid::Uuid,
+        command: session::SessionCommand,
+        metadata: EventMetadata,
+    ) -> Result<
+        (session::RotationOutcome, Option<LogPosition>),
+        AggregateError<session::SessionError>,
+    > {
+        let executed = self
+            .execute::<session::Session>(&session_id.to_string(), command, &(), &metadata)
+            .await?;
+        Ok((
+            session::RotationOutcome::of(&executed.state, &executed.events),
+            executed.appended.last_position(),
+        ))
     }
 
     /// Whether `(token_id, token_hash)` is a refresh token the session
@@ -210,19 +300,10 @@ impl Commands {
         session_id: uuid::Uuid,
         token_id: uuid::Uuid,
         token_hash: &str,
-    ) -> sqlx::Result<bool> {
-        let events: Vec<sqlx::types::Json<sentryops_events::session::SessionEvent>> =
-            sqlx::query_scalar(
-                "select payload from events \
-                 where aggregate_type = 'session' and aggregate_id = $1 order by sequence",
-            )
-            .bind(session_id.to_string())
-            .fetch_all(self.repository.pool())
+    ) -> Result<bool, AggregateError<session::SessionError>> {
+        let (session, _) = self
+            .load::<session::Session>(&session_id.to_string())
             .await?;
-        let mut session = session::Session::default();
-        for sqlx::types::Json(event) in events {
-            session.apply(event);
-        }
         Ok(session.issued(token_id, token_hash))
     }
 
@@ -237,13 +318,8 @@ impl Commands {
         command: asset::AssetCommand,
         metadata: EventMetadata,
     ) -> CommandResult<asset::AssetError> {
-        self.execute_retrying(
-            &self.assets,
-            &asset_id.to_string(),
-            || command.clone(),
-            metadata,
-        )
-        .await
+        self.run_retrying::<asset::Asset>(&asset_id.to_string(), || command.clone(), metadata)
+            .await
     }
 
     /// Registers many new assets in one atomic append (a CSV import): all
@@ -267,63 +343,47 @@ impl Commands {
         commands: Vec<(uuid::Uuid, A::Command)>,
         metadata: EventMetadata,
         services: &A::Services,
-    ) -> CommandResult<A::Error> {
-        let unexpected =
-            |error: serde_json::Error| AggregateError::UnexpectedError(Box::new(error));
-        let metadata = serde_json::to_value(metadata.to_map()).map_err(unexpected)?;
+    ) -> CommandResult<A::Error>
+    where
+        A::Event: LogEvent,
+    {
         let mut events = Vec::new();
         for (aggregate_id, command) in commands {
             let mut aggregate = A::default();
-            let sink = EventSink::default();
-            aggregate
-                .handle(command, services, &sink)
-                .await
-                .map_err(AggregateError::UserError)?;
-            for (index, event) in sink.collect().await.into_iter().enumerate() {
-                events.push(SerializedEvent::new(
-                    aggregate_id.to_string(),
-                    index + 1,
-                    A::TYPE.to_string(),
-                    event.event_type(),
-                    event.event_version(),
-                    serde_json::to_value(&event).map_err(unexpected)?,
-                    metadata.clone(),
-                ));
-            }
+            let decided = decide(&mut aggregate, command, services).await?;
+            events.extend(new_events::<A>(&aggregate_id.to_string(), 1, &decided)?);
         }
-        let (result, appended) =
-            capture_appended(self.repository.persist::<A>(&events, None)).await;
-        result.map_err(AggregateError::from)?;
-        Ok(appended)
+        let appended = store::append(&self.pool, &events, &stored_metadata(&metadata)?)
+            .await
+            .map_err(store_error)?;
+        Ok(appended.last_position())
     }
 
     /// Records a finished compliance run: its whole stream in one append.
     pub async fn record_compliance_run(
         &self,
         run_id: uuid::Uuid,
-        events: &[compliance_run::SerializedRunEvent],
+        events: Vec<compliance_run::SerializedRunEvent>,
         metadata: EventMetadata,
-    ) -> Result<Option<LogPosition>, cqrs_es::persist::PersistenceError> {
+    ) -> Result<Option<LogPosition>, AppendError> {
         let metadata = serde_json::to_value(metadata.to_map())
-            .map_err(|error| cqrs_es::persist::PersistenceError::UnknownError(Box::new(error)))?;
-        let events: Vec<(&str, &str, &str)> = events
-            .iter()
-            .map(|event| {
-                (
-                    event.event_type.as_str(),
-                    event.event_version.as_str(),
-                    event.payload.as_str(),
-                )
+            .map_err(|error| AppendError::Database(sqlx::Error::Encode(Box::new(error))))?;
+        let run_id = run_id.to_string();
+        let events: Vec<NewEvent> = events
+            .into_iter()
+            .zip(1..)
+            .map(|(event, sequence)| NewEvent {
+                aggregate_type: sentryops_events::compliance::COMPLIANCE_RUN.to_string(),
+                aggregate_id: run_id.clone(),
+                sequence,
+                event_type: event.event_type,
+                event_version: event.event_version,
+                payload: event.payload,
             })
             .collect();
-        self.repository
-            .append_new_stream(
-                sentryops_events::compliance::COMPLIANCE_RUN,
-                &run_id.to_string(),
-                &events,
-                &metadata,
-            )
-            .await
+        Ok(store::append(&self.pool, &events, &metadata)
+            .await?
+            .last_position())
     }
 
     /// Runs `command` against the tag `tag_id`.
@@ -333,13 +393,8 @@ impl Commands {
         command: tag::TagCommand,
         metadata: EventMetadata,
     ) -> CommandResult<tag::TagError> {
-        self.execute_retrying(
-            &self.tags,
-            &tag_id.to_string(),
-            || command.clone(),
-            metadata,
-        )
-        .await
+        self.run_retrying::<tag::Tag>(&tag_id.to_string(), || command.clone(), metadata)
+            .await
     }
 
     /// Runs `command` against the dependency edge `dependency_id`.
@@ -349,8 +404,7 @@ impl Commands {
         command: dependency::DependencyCommand,
         metadata: EventMetadata,
     ) -> CommandResult<dependency::DependencyError> {
-        self.execute_retrying(
-            &self.dependencies,
+        self.run_retrying::<dependency::Dependency>(
             &dependency_id.to_string(),
             || command.clone(),
             metadata,
@@ -362,57 +416,18 @@ impl Commands {
     /// ([`retrying_conflicts`]). Only for commands whose re-run
     /// against newer state is what the caller meant (not a refresh-token
     /// rotation, where a lost race must not look like reuse).
-    async fn execute_retrying<A: Aggregate>(
+    async fn run_retrying<A>(
         &self,
-        handler: &Handler<A>,
         aggregate_id: &str,
         make: impl Fn() -> A::Command,
         metadata: EventMetadata,
-    ) -> CommandResult<A::Error> {
-        retrying_conflicts(|| self.execute(handler, aggregate_id, make(), metadata.clone())).await
+    ) -> CommandResult<A::Error>
+    where
+        A: Aggregate<Services = ()>,
+        A::Event: LogEvent,
+    {
+        retrying_conflicts(|| self.run::<A>(aggregate_id, make(), &metadata)).await
     }
-
-    /// Executes a command with metadata; `Ok(None)` when it appended nothing.
-    async fn execute<A: Aggregate>(
-        &self,
-        handler: &Handler<A>,
-        aggregate_id: &str,
-        command: A::Command,
-        metadata: EventMetadata,
-    ) -> CommandResult<A::Error> {
-        let (result, appended) = capture_appended(handler.execute_with_metadata(
-            aggregate_id,
-            command,
-            metadata.to_map(),
-        ))
-        .await;
-        result.map(|()| appended)
-    }
-}
-
-/// `events` of the aggregate `aggregate_id`, numbered from `first`, as the
-/// store appends them.
-fn serialize<A: Aggregate>(
-    aggregate_id: &str,
-    first: usize,
-    events: Vec<A::Event>,
-    metadata: &serde_json::Value,
-) -> Result<Vec<SerializedEvent>, serde_json::Error> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(index, event)| {
-            Ok(SerializedEvent::new(
-                aggregate_id.to_string(),
-                first + index,
-                A::TYPE.to_string(),
-                event.event_type(),
-                event.event_version(),
-                serde_json::to_value(&event)?,
-                metadata.clone(),
-            ))
-        })
-        .collect()
 }
 
 /// Runs `attempt` again on a concurrency conflict, up to 64 times. Each

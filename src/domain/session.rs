@@ -7,8 +7,6 @@
 //! a token this session already consumed is reuse: the session records it
 //! and revokes itself, and the caller still answers 401.
 
-use std::sync::{Arc, OnceLock};
-
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use sentryops_events::session::{RevocationReason, SessionEvent, AGGREGATE_TYPE};
@@ -17,8 +15,9 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// What a rotation decided, read by the caller after the command ran
-/// (a command that appends events cannot also return an error).
+/// What a rotation decided, read from the events it appended (a command
+/// that appends events cannot also return an error): see
+/// [`RotationOutcome::of`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RotationOutcome {
     /// The presented token was current; a new one replaces it.
@@ -31,8 +30,21 @@ pub enum RotationOutcome {
     RaceLost,
 }
 
-/// Where the aggregate leaves a rotation's outcome for the caller.
-pub type OutcomeSlot = Arc<OnceLock<RotationOutcome>>;
+impl RotationOutcome {
+    /// The outcome of an accepted rotation of the session `session`
+    /// (its state after the command), from the events it appended: a new
+    /// token, reuse, or nothing at all (a lost race).
+    pub fn of(session: &Session, appended: &[SessionEvent]) -> RotationOutcome {
+        let rotated = appended
+            .iter()
+            .any(|event| matches!(event, SessionEvent::RefreshTokenRotated { .. }));
+        match (rotated, session.user_id) {
+            (true, Some(user_id)) => RotationOutcome::Rotated { user_id },
+            _ if appended.is_empty() => RotationOutcome::RaceLost,
+            _ => RotationOutcome::ReuseDetected,
+        }
+    }
+}
 
 /// Commands on a session.
 #[derive(Debug, Clone)]
@@ -55,7 +67,6 @@ pub enum SessionCommand {
         /// How long after a rotation its consumed token is a lost race
         /// rather than reuse (`REFRESH_REUSE_GRACE_SECONDS`).
         reuse_grace: time::Duration,
-        outcome: OutcomeSlot,
     },
     /// Ends the session. With `proof` (a logout), only a holder of one of
     /// the session's refresh tokens may end it; otherwise nothing happens.
@@ -153,9 +164,10 @@ impl Aggregate for Session {
                 expires_at,
                 now,
                 reuse_grace,
-                outcome,
             } => {
-                let user_id = self.user_id.ok_or(SessionError::NotFound)?;
+                if self.user_id.is_none() {
+                    return Err(SessionError::NotFound);
+                }
                 if self.revoked || self.expires_at.is_none_or(|at| at <= now) {
                     return Err(SessionError::Inactive);
                 }
@@ -175,7 +187,6 @@ impl Aggregate for Session {
                         self,
                     )
                     .await;
-                    let _ = outcome.set(RotationOutcome::Rotated { user_id });
                     return Ok(());
                 }
                 // The token the newest rotation consumed, presented by a
@@ -193,7 +204,6 @@ impl Aggregate for Session {
                         -reuse_grace <= apart && apart <= reuse_grace
                     });
                 if lost_race {
-                    let _ = outcome.set(RotationOutcome::RaceLost);
                     return Ok(());
                 }
                 if self
@@ -215,7 +225,6 @@ impl Aggregate for Session {
                         self,
                     )
                     .await;
-                    let _ = outcome.set(RotationOutcome::ReuseDetected);
                     return Ok(());
                 }
                 Err(SessionError::InvalidToken)
@@ -315,15 +324,19 @@ mod tests {
         }
     }
 
+    /// The session folded from `events`.
+    fn session_of(events: &[SessionEvent]) -> Session {
+        let mut session = Session::default();
+        for event in events {
+            session.apply(event.clone());
+        }
+        session
+    }
+
     const GRACE: time::Duration = time::Duration::seconds(2);
 
     /// A rotation request arriving `after` the rotation of [`rotated`].
-    fn rotate_at(
-        id: Uuid,
-        hash: &str,
-        slot: &OutcomeSlot,
-        after: time::Duration,
-    ) -> SessionCommand {
+    fn rotate_at(id: Uuid, hash: &str, after: time::Duration) -> SessionCommand {
         SessionCommand::RotateRefreshToken {
             presented_token_id: id,
             presented_hash: hash.into(),
@@ -332,7 +345,6 @@ mod tests {
             expires_at: far(),
             now: rotation_time() + after,
             reuse_grace: GRACE,
-            outcome: Arc::clone(slot),
         }
     }
 
@@ -347,8 +359,8 @@ mod tests {
     }
 
     /// A rotation request well past any grace.
-    fn rotate(id: Uuid, hash: &str, slot: &OutcomeSlot) -> SessionCommand {
-        rotate_at(id, hash, slot, time::Duration::minutes(5))
+    fn rotate(id: Uuid, hash: &str) -> SessionCommand {
+        rotate_at(id, hash, time::Duration::minutes(5))
     }
 
     #[test]
@@ -359,28 +371,29 @@ mod tests {
             time::Duration::ZERO,
             time::Duration::seconds(2),
         ] {
-            let slot = OutcomeSlot::default();
             TestFramework::<Session>::with(())
                 .given(vec![started(), rotated()])
-                .when(rotate_at(FIRST, "hash-1", &slot, after))
+                .when(rotate_at(FIRST, "hash-1", after))
                 .then_expect_events(vec![]);
-            assert_eq!(slot.get(), Some(&RotationOutcome::RaceLost), "{after}");
+            let outcome = RotationOutcome::of(&session_of(&[started(), rotated()]), &[]);
+            assert_eq!(outcome, RotationOutcome::RaceLost, "{after}");
         }
     }
 
     #[test]
     fn given_a_rotation_when_its_token_comes_again_after_the_grace_then_reuse_revokes() {
-        let slot = OutcomeSlot::default();
         TestFramework::<Session>::with(())
             .given(vec![started(), rotated()])
             .when(rotate_at(
                 FIRST,
                 "hash-1",
-                &slot,
                 GRACE + time::Duration::milliseconds(1),
             ))
             .then_expect_events(reuse_of_first());
-        assert_eq!(slot.get(), Some(&RotationOutcome::ReuseDetected));
+        assert_eq!(
+            RotationOutcome::of(&session_of(&reuse_of_first()), &reuse_of_first()),
+            RotationOutcome::ReuseDetected
+        );
     }
 
     #[test]
@@ -392,10 +405,9 @@ mod tests {
             expires_at: far(),
             rotated_at: Some(rotation_time()),
         };
-        let slot = OutcomeSlot::default();
         TestFramework::<Session>::with(())
             .given(vec![started(), rotated(), second_rotation])
-            .when(rotate_at(FIRST, "hash-1", &slot, time::Duration::ZERO))
+            .when(rotate_at(FIRST, "hash-1", time::Duration::ZERO))
             .then_expect_events(reuse_of_first());
     }
 
@@ -408,44 +420,45 @@ mod tests {
             expires_at: far(),
             rotated_at: None,
         };
-        let slot = OutcomeSlot::default();
         TestFramework::<Session>::with(())
             .given(vec![started(), old_rotation])
-            .when(rotate_at(FIRST, "hash-1", &slot, time::Duration::ZERO))
+            .when(rotate_at(FIRST, "hash-1", time::Duration::ZERO))
             .then_expect_events(reuse_of_first());
     }
 
     #[test]
     fn given_a_session_when_presenting_the_current_token_then_rotated() {
-        let slot = OutcomeSlot::default();
         let events = TestFramework::<Session>::with(())
             .given(vec![started()])
-            .when(rotate(FIRST, "hash-1", &slot))
+            .when(rotate(FIRST, "hash-1"))
             .inspect_result()
             .expect("accepted");
         assert!(matches!(
             events.as_slice(),
             [SessionEvent::RefreshTokenRotated { consumed_token_id, .. }] if *consumed_token_id == FIRST
         ));
+        let mut history = vec![started()];
+        history.extend(events.iter().cloned());
         assert_eq!(
-            slot.get(),
-            Some(&RotationOutcome::Rotated { user_id: USER })
+            RotationOutcome::of(&session_of(&history), &events),
+            RotationOutcome::Rotated { user_id: USER }
         );
     }
 
     #[test]
     fn given_a_rotation_when_presenting_the_consumed_token_then_reuse_revokes() {
-        let slot = OutcomeSlot::default();
         TestFramework::<Session>::with(())
             .given(vec![started(), rotated()])
-            .when(rotate(FIRST, "hash-1", &slot))
+            .when(rotate(FIRST, "hash-1"))
             .then_expect_events(reuse_of_first());
-        assert_eq!(slot.get(), Some(&RotationOutcome::ReuseDetected));
+        assert_eq!(
+            RotationOutcome::of(&session_of(&reuse_of_first()), &reuse_of_first()),
+            RotationOutcome::ReuseDetected
+        );
     }
 
     #[test]
     fn given_a_revoked_session_when_rotating_then_inactive() {
-        let slot = OutcomeSlot::default();
         TestFramework::<Session>::with(())
             .given(vec![
                 started(),
@@ -453,27 +466,24 @@ mod tests {
                     reason: RevocationReason::Logout,
                 },
             ])
-            .when(rotate(FIRST, "hash-1", &slot))
+            .when(rotate(FIRST, "hash-1"))
             .then_expect_error(SessionError::Inactive);
-        assert_eq!(slot.get(), None);
     }
 
     #[test]
     fn given_a_session_when_presenting_a_forged_token_then_invalid_and_nothing_recorded() {
-        let slot = OutcomeSlot::default();
         TestFramework::<Session>::with(())
             .given(vec![started(), rotated()])
-            .when(rotate(FIRST, "not-the-hash", &slot))
+            .when(rotate(FIRST, "not-the-hash"))
             .then_expect_error(SessionError::InvalidToken);
         TestFramework::<Session>::with(())
             .given(vec![started()])
-            .when(rotate(SECOND, "hash-2", &slot))
+            .when(rotate(SECOND, "hash-2"))
             .then_expect_error(SessionError::InvalidToken);
     }
 
     #[test]
     fn given_an_expired_session_when_rotating_then_inactive() {
-        let slot = OutcomeSlot::default();
         let expired = SessionEvent::SessionStarted {
             session_id: SESSION,
             user_id: USER,
@@ -483,7 +493,7 @@ mod tests {
         };
         TestFramework::<Session>::with(())
             .given(vec![expired])
-            .when(rotate(FIRST, "hash-1", &slot))
+            .when(rotate(FIRST, "hash-1"))
             .then_expect_error(SessionError::Inactive);
     }
 

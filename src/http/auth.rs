@@ -21,7 +21,7 @@ use crate::auth::access::AccessKey;
 use crate::auth::keyring::PublishedKey;
 use crate::auth::refresh::RefreshToken;
 use crate::config::Secret;
-use crate::domain::session::{OutcomeSlot, RotationOutcome, SessionCommand, SessionError};
+use crate::domain::session::{RotationOutcome, SessionCommand, SessionError};
 use crate::domain::user::{Email, UserCommand, UserError};
 use crate::password::HashingError;
 use crate::ratelimit::{Decision, Limit};
@@ -306,10 +306,9 @@ pub async fn refresh(
     )
     .await?;
     let next = RefreshToken::generate(presented.session_id).map_err(ApiError::internal)?;
-    let outcome = OutcomeSlot::default();
     let result = state
         .commands
-        .session(
+        .rotate_refresh_token(
             presented.session_id,
             SessionCommand::RotateRefreshToken {
                 presented_token_id: presented.token_id,
@@ -320,22 +319,21 @@ pub async fn refresh(
                 now,
                 reuse_grace: time::Duration::try_from(state.config.refresh_reuse_grace)
                     .unwrap_or(time::Duration::ZERO),
-                outcome: outcome.clone(),
             },
             context.metadata(Actor::Anonymous),
         )
         .await;
-    let position = match result {
-        Ok(position) => position,
+    let (outcome, position) = match result {
+        Ok(done) => done,
         // The loser of two concurrent rotations of one token.
         Err(cqrs_es::AggregateError::AggregateConflict) => return Err(ApiError::Unauthorized),
         Err(error) => return Err(error.into()),
     };
-    let user_id = match outcome.get().copied() {
-        Some(RotationOutcome::Rotated { user_id }) => user_id,
+    let user_id = match outcome {
+        RotationOutcome::Rotated { user_id } => user_id,
         // Lost a race the winner already committed: nothing to settle.
-        Some(RotationOutcome::RaceLost) | None => return Err(ApiError::Unauthorized),
-        Some(RotationOutcome::ReuseDetected) => {
+        RotationOutcome::RaceLost => return Err(ApiError::Unauthorized),
+        RotationOutcome::ReuseDetected => {
             // Reuse revoked the session: its access tokens stop here.
             state
                 .settle_access_change(position, AccessKey::Session(presented.session_id))

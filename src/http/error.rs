@@ -104,21 +104,32 @@ impl ApiError {
         ApiError::Internal(error.into())
     }
 
+    /// The database error `cause` is, also inside a log read or an append.
+    fn database_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a sqlx::Error> {
+        use sentryops_projections::store::{AppendError, ReadError};
+        if let Some(error) = cause.downcast_ref::<sqlx::Error>() {
+            return Some(error);
+        }
+        match (
+            cause.downcast_ref::<ReadError>(),
+            cause.downcast_ref::<AppendError>(),
+        ) {
+            (Some(ReadError::Database(error)), _) | (_, Some(AppendError::Database(error))) => {
+                Some(error)
+            }
+            _ => None,
+        }
+    }
+
     /// A failure of a longer piece of work: 503 when an unreachable
     /// database is anywhere in its causes (retryable), 500 otherwise.
     pub fn from_failure(error: anyhow::Error) -> Self {
-        let unreachable = error.chain().any(|cause| {
-            cause
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(is_unreachable)
-                || matches!(
-                    cause.downcast_ref::<cqrs_es::persist::PersistenceError>(),
-                    Some(cqrs_es::persist::PersistenceError::ConnectionError(_))
-                )
-        });
+        let unreachable = error
+            .chain()
+            .any(|cause| Self::database_error(cause).is_some_and(is_unreachable));
         let timed_out = error
             .chain()
-            .any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(is_timeout));
+            .any(|cause| Self::database_error(cause).is_some_and(is_timeout));
         if unreachable {
             tracing::error!(error = %error, "database unreachable");
             ApiError::Unavailable
@@ -293,6 +304,17 @@ pub fn is_timeout(error: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "57014" || code == "55P03")
 }
 
+impl From<sentryops_projections::store::ReadError> for ApiError {
+    /// A stored event that does not decode is a 500 (logged with its
+    /// position), never a silently skipped event.
+    fn from(error: sentryops_projections::store::ReadError) -> Self {
+        match error {
+            sentryops_projections::store::ReadError::Database(error) => error.into(),
+            decode => ApiError::internal(decode),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     /// An unreachable database, or a statement that ran out of time, is a
     /// 503 (retryable); anything else is a 500.
@@ -326,7 +348,9 @@ impl<E: DomainError> From<AggregateError<E>> for ApiError {
                 tracing::error!(%error, "event store unreachable");
                 ApiError::Unavailable
             }
-            // postgres-es reports a closed or exhausted pool as unexpected.
+            // The store reports every database error as unexpected: an
+            // unreachable database or a statement out of time is told apart
+            // here.
             AggregateError::UnexpectedError(error)
                 if error
                     .downcast_ref::<sqlx::Error>()

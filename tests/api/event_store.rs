@@ -1,53 +1,63 @@
-//! The append path of our cqrs-es repository against the real database.
+//! The one door to the `events` table against the real database: the
+//! append (positions back, all or none, conflicts) and the typed reads
+//! (upcast on read, loud on a payload that does not decode).
 
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
-use sentryops::domain::event_store::{capture_appended, EventRepository};
-use sentryops::domain::user::User;
+use sentryops_projections::store::{self, AppendError, NewEvent, StreamRange};
 use serde_json::json;
 
 use crate::helpers::spawn_app;
 
-fn event(aggregate_id: &str, sequence: usize) -> SerializedEvent {
-    SerializedEvent::new(
-        aggregate_id.to_string(),
+fn event(aggregate_id: &str, sequence: i64) -> NewEvent {
+    NewEvent {
+        aggregate_type: "tag".to_string(),
+        aggregate_id: aggregate_id.to_string(),
         sequence,
-        "user".to_string(),
-        "UserRegistered".to_string(),
-        "1.0".to_string(),
-        json!({ "n": sequence }),
-        json!({ "actor": "system" }),
-    )
+        event_type: "TagDeleted".to_string(),
+        event_version: "1.0".to_string(),
+        payload: r#""TagDeleted""#.to_string(),
+    }
 }
 
 #[tokio::test]
-async fn several_events_append_atomically_and_report_the_last_position() {
+async fn several_events_append_atomically_and_report_each_position() {
     let app = spawn_app().await;
     let pool = app.app.state().pool.clone();
-    let repository = EventRepository::new(pool.clone());
-    let (result, appended) = capture_appended(
-        repository.persist::<User>(&[event("agg", 1), event("agg", 2), event("agg", 3)], None),
+    let metadata = json!({ "actor": "system" });
+    let appended = store::append(
+        &pool,
+        &[event("agg", 1), event("agg", 2), event("agg", 3)],
+        &metadata,
     )
-    .await;
-    result.expect("appended");
-    let appended = appended.expect("a position");
-    let (max_position, max_tx): (i64, i64) = sqlx::query_as(
-        "select max(global_position), max(transaction_id::text::bigint) from events where aggregate_id = 'agg'",
+    .await
+    .expect("appended");
+    let stored: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "select sequence, transaction_id::text::bigint, global_position from events \
+         where aggregate_id = 'agg' order by sequence",
     )
-    .fetch_one(&pool)
+    .fetch_all(&pool)
     .await
     .expect("read");
-    assert_eq!(appended.position, max_position);
-    assert_eq!(appended.transaction_id, max_tx);
+    let returned: Vec<(i64, i64, i64)> = appended
+        .events
+        .iter()
+        .map(|event| {
+            (
+                event.sequence,
+                event.position.transaction_id,
+                event.position.position,
+            )
+        })
+        .collect();
+    assert_eq!(
+        returned, stored,
+        "each event with its own position, in order"
+    );
+    let last = appended.last_position().expect("a position");
+    assert_eq!(last.position, stored[2].2);
 
     // A batch that reuses a sequence is refused whole: nothing half-written.
-    let (result, appended) =
-        capture_appended(repository.persist::<User>(&[event("agg", 4), event("agg", 3)], None))
-            .await;
-    assert!(
-        matches!(result, Err(PersistenceError::OptimisticLockError)),
-        "{result:?}"
-    );
-    assert_eq!(appended, None);
+    let result = store::append(&pool, &[event("agg", 4), event("agg", 3)], &metadata).await;
+    assert!(matches!(result, Err(AppendError::Conflict)), "{result:?}");
     let count: i64 = sqlx::query_scalar("select count(*) from events where aggregate_id = 'agg'")
         .fetch_one(&pool)
         .await
@@ -55,28 +65,70 @@ async fn several_events_append_atomically_and_report_the_last_position() {
     assert_eq!(count, 3);
 
     // A single event takes the one-row path; a duplicate is the conflict.
-    let (result, appended) =
-        capture_appended(repository.persist::<User>(&[event("agg", 4)], None)).await;
-    result.expect("appended");
-    assert!(appended.expect("position").position > max_position);
-    let result = repository.persist::<User>(&[event("agg", 4)], None).await;
-    assert!(
-        matches!(result, Err(PersistenceError::OptimisticLockError)),
-        "{result:?}"
-    );
+    let one = store::append(&pool, &[event("agg", 4)], &metadata)
+        .await
+        .expect("appended");
+    assert!(one.last_position().expect("position") > last);
+    let result = store::append(&pool, &[event("agg", 4)], &metadata).await;
+    assert!(matches!(result, Err(AppendError::Conflict)), "{result:?}");
+    // Nothing to append is no statement and no position.
+    let none = store::append(&pool, &[], &metadata).await.expect("nothing");
+    assert_eq!(none.last_position(), None);
     app.stop().await;
 }
 
 #[tokio::test]
-async fn snapshots_are_refused() {
+async fn a_stored_old_version_is_upcast_on_read_and_a_bad_payload_fails_loudly() {
+    use sentryops_events::cmdb::{AssetChange, AssetEvent};
     let app = spawn_app().await;
-    let repository = EventRepository::new(app.app.state().pool.clone());
-    let result = repository
-        .persist::<User>(&[event("snap", 1)], Some(("snap".into(), json!({}), 1)))
-        .await;
+    let pool = app.app.state().pool.clone();
+    let metadata = json!({ "actor": "system" });
+    let old = NewEvent {
+        aggregate_type: "asset".into(),
+        aggregate_id: "a".into(),
+        sequence: 1,
+        event_type: "AssetUpdated".into(),
+        event_version: "1.0".into(),
+        payload: r#"{"AssetUpdated":{"changes":{"name":{"before":"x","after":"y"}}}}"#.into(),
+    };
+    store::append(&pool, &[old], &metadata)
+        .await
+        .expect("appended");
+    let read = store::read_stream::<AssetEvent>(&pool, "a", StreamRange::default())
+        .await
+        .expect("read");
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        read[0].event,
+        AssetEvent::AssetUpdated {
+            changes: vec![AssetChange::Name {
+                before: "x".into(),
+                after: "y".into()
+            }]
+        }
+    );
+    assert_eq!(
+        read[0].stored.event_version, "1.0",
+        "the row is never rewritten"
+    );
+
+    let bad = NewEvent {
+        aggregate_type: "asset".into(),
+        aggregate_id: "b".into(),
+        sequence: 1,
+        event_type: "AssetUpdated".into(),
+        event_version: "2.0".into(),
+        payload: r#"{"AssetUpdated":{"changes":[{"field":"colour","before":1,"after":2}]}}"#.into(),
+    };
+    store::append(&pool, &[bad], &metadata)
+        .await
+        .expect("appended");
+    let error = store::read_stream::<AssetEvent>(&pool, "b", StreamRange::default())
+        .await
+        .expect_err("refused");
     assert!(
-        matches!(result, Err(PersistenceError::UnknownError(_))),
-        "{result:?}"
+        matches!(&error, store::ReadError::Decode { aggregate_id, .. } if aggregate_id == "b"),
+        "{error}"
     );
     app.stop().await;
 }

@@ -15,4 +15,5 @@ mod platform;
 mod ratelimit;
 mod rbac;
 mod transfer;
+mod upcasting;
 mod users;

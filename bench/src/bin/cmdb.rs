@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 
 use sentryops::config::{BootstrapAdmin, Config, Secret};
 use sentryops::domain::asset::{asset_id_for, draw_short_code, AssetCommand, AssetFields};
-use sentryops::domain::event_store::append_totals;
 use sentryops::http::AppState;
 use sentryops_bench::{drop_database, fresh_database, quantile, serve};
 use sentryops_events::cmdb::{AssetEvent, AssetType, Environment, LifecycleState};
 use sentryops_events::EventMetadata;
+use sentryops_projections::store::append_totals;
 use sentryops_projections::LogPosition;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;

@@ -187,7 +187,7 @@ async fn bench(assets: u64, rounds: u32) -> anyhow::Result<()> {
 
         // Where the time goes: the run's own work (fold, evaluation,
         // append), then the compliance projection catching up.
-        let (appends_before, append_time_before) = sentryops::domain::event_store::append_totals();
+        let (appends_before, append_time_before) = sentryops_projections::store::append_totals();
         let direct = Instant::now();
         let recorded = sentryops::compliance::run::run(
             &state.pool,
@@ -198,7 +198,7 @@ async fn bench(assets: u64, rounds: u32) -> anyhow::Result<()> {
         )
         .await?;
         let recording = direct.elapsed();
-        let (_, append_time_after) = sentryops::domain::event_store::append_totals();
+        let (_, append_time_after) = sentryops_projections::store::append_totals();
         let append = append_time_after.saturating_sub(append_time_before);
         if let Some(position) = recorded.position {
             state

@@ -9,8 +9,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use cqrs_es::{Aggregate, AggregateError};
-use sentryops_events::cmdb::{AssetEvent, AssetType, Environment, LifecycleState, ASSET, TAG};
+use sentryops_events::cmdb::{AssetEvent, AssetType, Environment, LifecycleState, TagEvent, ASSET};
 use sentryops_events::{describe, EventMetadata};
+use sentryops_projections::store::{self, StreamRange};
 use sentryops_projections::LogPosition;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -106,26 +107,20 @@ pub async fn fold_from_log(
     id: Uuid,
     as_of: Option<OffsetDateTime>,
 ) -> Result<Option<AssetView>, ApiError> {
-    let rows: Vec<(Json<AssetEvent>, OffsetDateTime)> = sqlx::query_as(
-        "select payload, recorded_at from events \
-         where aggregate_type = $1 and aggregate_id = $2 \
-           and ($3::timestamptz is null or recorded_at <= $3) \
-         order by sequence",
-    )
-    .bind(ASSET)
-    .bind(id.to_string())
-    .bind(as_of)
-    .fetch_all(&state.pool)
-    .await?;
-    let (Some((_, created_at)), Some((_, updated_at))) = (rows.first(), rows.last()) else {
+    let range = StreamRange {
+        until_time: as_of,
+        until_position: None,
+    };
+    let events = store::read_stream::<AssetEvent>(&state.pool, &id.to_string(), range).await?;
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
         return Ok(None);
     };
-    let (created_at, updated_at) = (*created_at, *updated_at);
+    let (created_at, updated_at) = (first.stored.recorded_at, last.stored.recorded_at);
     // The aggregate's own fold: the view is exactly the state its
     // decisions saw.
     let mut asset = Asset::default();
-    for (Json(event), _) in rows {
-        asset.apply(event);
+    for recorded in events {
+        asset.apply(recorded.event);
     }
     if !asset.is_registered() {
         return Ok(None);
@@ -133,26 +128,21 @@ pub async fn fold_from_log(
     let tag_ids: Vec<String> = asset.tags().iter().map(Uuid::to_string).collect();
     // Names from the tags' own creation events up to `as_of`: a tag
     // deleted (or deleted and re-created) since then has the name it had.
-    let tags: Vec<(String, Json<Value>)> = sqlx::query_as(
-        "select distinct on (aggregate_id) aggregate_id, payload from events \
-         where aggregate_type = $1 and aggregate_id = any($2) and event_type = 'TagCreated' \
-           and ($3::timestamptz is null or recorded_at <= $3) \
-         order by aggregate_id, sequence desc",
-    )
-    .bind(TAG)
-    .bind(&tag_ids)
-    .bind(as_of)
-    .fetch_all(&state.pool)
-    .await?;
-    let mut tags: Vec<TagRef> = tags
+    let created =
+        store::read_latest_of::<TagEvent>(&state.pool, &tag_ids, "TagCreated", as_of).await?;
+    let mut tags: Vec<TagRef> = created
         .into_iter()
-        .filter_map(|(id, Json(payload))| {
-            let created = payload.get("TagCreated")?;
-            Some(TagRef {
-                id: Uuid::parse_str(&id).ok()?,
-                name: created.get("name")?.as_str()?.to_string(),
-                color: created.get("color")?.as_str()?.to_string(),
-            })
+        .filter_map(|recorded| match recorded.event {
+            TagEvent::TagCreated {
+                tag_id,
+                name,
+                color,
+            } => Some(TagRef {
+                id: tag_id,
+                name,
+                color,
+            }),
+            TagEvent::TagDeleted => None,
         })
         .collect();
     tags.sort_by_key(|tag| (tag.name.to_lowercase(), tag.id));
@@ -957,48 +947,35 @@ pub async fn history(
 ) -> Result<Answer<Page<HistoryEntry>>, ApiError> {
     let (limit, offset) = page_bounds(query.limit, query.offset)?;
     let aggregate_id = id.to_string();
-    let total: i64 = sqlx::query_scalar(
-        "select count(*) from events where aggregate_type = $1 and aggregate_id = $2",
-    )
-    .bind(ASSET)
-    .bind(&aggregate_id)
-    .fetch_one(&state.pool)
-    .await?;
+    let (total, rows) =
+        store::read_stream_page(&state.pool, ASSET, &aggregate_id, limit, offset).await?;
     if total == 0 {
         return Err(ApiError::NotFound("asset"));
     }
-    let rows: Vec<(i64, String, Value, Value, OffsetDateTime, i64)> = sqlx::query_as(
-        "select sequence, event_type, payload, metadata, recorded_at, global_position \
-         from events where aggregate_type = $1 and aggregate_id = $2 \
-         order by sequence desc limit $3 offset $4",
-    )
-    .bind(ASSET)
-    .bind(&aggregate_id)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
-    .await?;
     let items = rows
         .into_iter()
-        .map(
-            |(sequence, event_type, payload, metadata, recorded_at, position)| {
-                let facts = describe(ASSET, &event_type, &payload);
-                let metadata = EventMetadata::from_json(&metadata).ok();
-                HistoryEntry {
-                    version: sequence,
-                    action: facts.action,
-                    event_type,
-                    actor_id: metadata
-                        .as_ref()
-                        .map_or_else(|| "unknown".to_string(), |m| m.actor.to_string()),
-                    recorded_at,
-                    before: facts.before,
-                    after: facts.after,
-                    request_id: metadata.and_then(|m| m.request_id),
-                    event_position: position,
-                }
-            },
-        )
+        .map(|stored| {
+            let facts = describe(
+                ASSET,
+                &stored.event_type,
+                &stored.event_version,
+                stored.payload.as_deref(),
+            );
+            let metadata = EventMetadata::from_json(&stored.metadata).ok();
+            HistoryEntry {
+                version: stored.sequence,
+                action: facts.action,
+                event_type: stored.event_type,
+                actor_id: metadata
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_string(), |m| m.actor.to_string()),
+                recorded_at: stored.recorded_at,
+                before: facts.before,
+                after: facts.after,
+                request_id: metadata.and_then(|m| m.request_id),
+                event_position: stored.global_position,
+            }
+        })
         .collect();
     Ok(Answer::ok(Page {
         items,
