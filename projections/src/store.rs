@@ -648,3 +648,67 @@ pub fn read_stream_of_types<'a, E: LogEvent + Send + 'a>(
         .map(|row| row.and_then(decoded))
         .boxed()
 }
+
+/// Which events a read of the global order returns (every field optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    pub aggregate_type: Option<String>,
+    pub aggregate_id: Option<String>,
+    pub event_type: Option<String>,
+    /// Recorded at or after.
+    pub from: Option<OffsetDateTime>,
+    /// Recorded at or before.
+    pub to: Option<OffsetDateTime>,
+}
+
+/// Up to `limit` settled events after `after` that pass `filter`, in
+/// global order, with every payload. Only settled transactions are read
+/// (as projections read them), so a cursor taken from the last event never
+/// skips a late commit and never repeats an event.
+pub async fn read_settled_filtered(
+    conn: &mut PgConnection,
+    after: LogPosition,
+    limit: i64,
+    filter: &LogFilter,
+) -> sqlx::Result<Vec<StoredEvent>> {
+    let sql = format!(
+        "select {STORED_EVENT_COLUMNS} from events \
+         where (transaction_id, global_position) > ($1::text::xid8, $2) \
+           and transaction_id < (select events_settled_horizon()) \
+           and ($4::text is null or aggregate_type = $4) \
+           and ($5::text is null or aggregate_id = $5) \
+           and ($6::text is null or event_type = $6) \
+           and ($7::timestamptz is null or recorded_at >= $7) \
+           and ($8::timestamptz is null or recorded_at <= $8) \
+         order by events.transaction_id, events.global_position \
+         limit $3"
+    );
+    sqlx::query_as::<_, StoredEvent>(&sql)
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(limit)
+        .bind(&filter.aggregate_type)
+        .bind(&filter.aggregate_id)
+        .bind(&filter.event_type)
+        .bind(filter.from)
+        .bind(filter.to)
+        .fetch_all(conn)
+        .await
+}
+
+/// The place in the global order of the event at `global_position`.
+pub async fn position_of(
+    conn: &mut PgConnection,
+    global_position: i64,
+) -> sqlx::Result<Option<LogPosition>> {
+    let transaction_id: Option<i64> = sqlx::query_scalar(
+        "select transaction_id::text::bigint from events where global_position = $1",
+    )
+    .bind(global_position)
+    .fetch_optional(conn)
+    .await?;
+    Ok(transaction_id.map(|transaction_id| LogPosition {
+        transaction_id,
+        position: global_position,
+    }))
+}

@@ -112,18 +112,8 @@ impl<W: Write> Sink<W> {
                 event.metadata.to_string(),
             ])?,
             Sink::Ndjson(out) => {
-                let line = serde_json::json!({
-                    "global_position": event.global_position,
-                    "transaction_id": event.transaction_id,
-                    "recorded_at": recorded_at,
-                    "aggregate_type": event.aggregate_type,
-                    "aggregate_id": event.aggregate_id,
-                    "sequence": event.sequence,
-                    "event_type": event.event_type,
-                    "event_version": event.event_version,
-                    "payload": payload,
-                    "metadata": event.metadata,
-                });
+                // The shape of `GET /api/v1/events`, one line per event.
+                let line = crate::http::events::exported_event(&event)?;
                 serde_json::to_writer(&mut *out, &line)?;
                 out.write_all(b"\n")?;
             }

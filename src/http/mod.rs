@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cmdb;
 pub mod compliance;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod projections;
@@ -141,6 +142,7 @@ pub const ROUTE_FLOORS: &[(&str, &str, Floor)] = &[
     ("POST", "/api/v1/users/me/password", Floor::Any),
     ("GET", "/api/v1/audit", Floor::Any),
     ("GET", "/api/v1/audit/{entity_type}/{entity_id}", Floor::Any),
+    ("GET", "/api/v1/events", Floor::Auditor),
     ("GET", "/api/v1/users", Floor::Admin),
     ("POST", "/api/v1/users", Floor::Admin),
     ("GET", "/api/v1/users/{id}", Floor::Admin),
@@ -223,6 +225,7 @@ fn routes() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/api/v1/audit", get(audit::list_all))
+        .route("/api/v1/events", get(events::list))
         .route(
             "/api/v1/audit/{entity_type}/{entity_id}",
             get(audit::list_entity),

@@ -8,6 +8,7 @@ mod compat;
 mod compliance;
 mod demo;
 mod event_store;
+mod events;
 mod hardening;
 mod helpers;
 mod links;

@@ -1,0 +1,264 @@
+//! `GET /api/v1/events` (auditors and admins): the raw log in global
+//! order, as stored (payloads at their stored version, secrets redacted),
+//! one page at a time with a cursor, or the whole of it as NDJSON streamed
+//! batch by batch (`Accept: application/x-ndjson`), never held in memory.
+//!
+//! Only settled events are read (`store::read_settled_filtered`), in the
+//! `(transaction_id, global_position)` order projections use, so a reader
+//! following `meta.next_cursor` while writers append sees every event once:
+//! an event committed late lands after the cursor, never behind it.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sentryops_events::catalog::redact_secrets;
+use sentryops_projections::store::{self, LogFilter, StoredEvent};
+use sentryops_projections::LogPosition;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::error::ApiError;
+use super::extract::{ApiQuery, Auditor};
+use super::response::Answer;
+use super::AppState;
+
+/// The most events one page holds.
+pub const MAX_PAGE: i64 = 1000;
+/// Events per read while streaming NDJSON.
+const STREAM_BATCH: i64 = 1000;
+/// The longest accepted filter string (aggregate ids are at most a UUID,
+/// types a few dozen characters).
+const MAX_FILTER_CHARS: usize = 200;
+
+/// Query parameters of `GET /events`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// A `meta.next_cursor`, or a `global_position` of an event.
+    after: Option<String>,
+    limit: Option<i64>,
+    aggregate_type: Option<String>,
+    aggregate_id: Option<String>,
+    event_type: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    from: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    to: Option<OffsetDateTime>,
+}
+
+/// The cursor naming `position`: `<transaction_id>:<global_position>`.
+pub fn cursor_of(position: LogPosition) -> String {
+    format!("{}:{}", position.transaction_id, position.position)
+}
+
+fn parse_pair(raw: &str) -> Option<LogPosition> {
+    let (transaction_id, position) = raw.split_once(':')?;
+    Some(LogPosition {
+        transaction_id: transaction_id.parse().ok().filter(|id: &i64| *id >= 0)?,
+        position: position.parse().ok().filter(|p: &i64| *p >= 0)?,
+    })
+}
+
+/// An event as it leaves the service (this endpoint and `sentryops events
+/// export` alike): every stored column, the payload at its stored
+/// version with secrets redacted.
+pub fn exported_event(event: &StoredEvent) -> anyhow::Result<Value> {
+    let mut payload: Value = serde_json::from_str(event.payload.as_deref().unwrap_or("null"))?;
+    redact_secrets(&mut payload);
+    Ok(json!({
+        "global_position": event.global_position,
+        "transaction_id": event.transaction_id,
+        "cursor": cursor_of(event.log_position()),
+        "recorded_at": event.recorded_at.format(&Rfc3339)?,
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "sequence": event.sequence,
+        "event_type": event.event_type,
+        "event_version": event.event_version,
+        "payload": payload,
+        "metadata": event.metadata,
+    }))
+}
+
+/// The validated query: where to start, how many, which events.
+fn validate(query: EventsQuery) -> Result<(Option<String>, Option<i64>, LogFilter), ApiError> {
+    let mut problems = Vec::new();
+    if let Some(limit) = query.limit {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            problems.push(("limit", format!("must be between 1 and {MAX_PAGE}")));
+        }
+    }
+    for (field, value) in [
+        ("aggregate_type", &query.aggregate_type),
+        ("aggregate_id", &query.aggregate_id),
+        ("event_type", &query.event_type),
+        ("after", &query.after),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|value| value.chars().count() > MAX_FILTER_CHARS)
+        {
+            problems.push((
+                field,
+                format!("must be at most {MAX_FILTER_CHARS} characters"),
+            ));
+        }
+    }
+    if let (Some(from), Some(to)) = (query.from, query.to) {
+        if from > to {
+            problems.push(("from", "must not be after `to`".to_string()));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_fields(problems));
+    }
+    let filter = LogFilter {
+        aggregate_type: query.aggregate_type,
+        aggregate_id: query.aggregate_id,
+        event_type: query.event_type,
+        from: query.from,
+        to: query.to,
+    };
+    Ok((query.after, query.limit, filter))
+}
+
+/// Where `after` starts reading.
+async fn start_of(state: &AppState, after: Option<&str>) -> Result<LogPosition, ApiError> {
+    let Some(raw) = after else {
+        return Ok(LogPosition::START);
+    };
+    if let Some(pair) = parse_pair(raw) {
+        return Ok(pair);
+    }
+    let refused = || {
+        ApiError::invalid_field(
+            "after",
+            "is neither a cursor this API issued nor the position of an event",
+        )
+    };
+    let position: i64 = raw.parse().ok().filter(|p| *p >= 0).ok_or_else(refused)?;
+    if position == 0 {
+        return Ok(LogPosition::START);
+    }
+    let mut conn = state.pool.acquire().await?;
+    store::position_of(&mut conn, position)
+        .await?
+        .ok_or_else(refused)
+}
+
+/// `GET /api/v1/events`.
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Auditor,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let (after, limit, filter) = validate(query)?;
+    let start = start_of(&state, after.as_deref()).await?;
+    let wants_ndjson = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/x-ndjson"));
+    if wants_ndjson {
+        return Ok(stream_ndjson(state, start, limit, filter));
+    }
+    let limit = limit.unwrap_or(100);
+    let mut conn = state.pool.acquire().await?;
+    let events = store::read_settled_filtered(&mut conn, start, limit, &filter).await?;
+    drop(conn);
+    let full = i64::try_from(events.len()).unwrap_or(i64::MAX) == limit;
+    let next_cursor = events
+        .last()
+        .filter(|_| full)
+        .map(|event| cursor_of(event.log_position()));
+    let items = events
+        .iter()
+        .map(exported_event)
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(ApiError::internal)?;
+    let count = items.len();
+    Ok(Answer::ok(items)
+        .with_meta(json!({ "next_cursor": next_cursor, "count": count }))
+        .into_response())
+}
+
+/// Every matching event after `start` (at most `limit` if given), one
+/// line each, read and sent a batch at a time.
+fn stream_ndjson(
+    state: AppState,
+    start: LogPosition,
+    limit: Option<i64>,
+    filter: LogFilter,
+) -> Response {
+    struct Reading {
+        state: AppState,
+        cursor: LogPosition,
+        left: Option<i64>,
+        filter: LogFilter,
+        done: bool,
+    }
+    let reading = Reading {
+        state,
+        cursor: start,
+        left: limit,
+        filter,
+        done: false,
+    };
+    let lines = futures_util::stream::unfold(reading, |mut reading| async move {
+        if reading.done || reading.left == Some(0) {
+            return None;
+        }
+        let batch = reading
+            .left
+            .map_or(STREAM_BATCH, |left| left.min(STREAM_BATCH));
+        let read = async {
+            let mut conn = reading.state.pool.acquire().await?;
+            let events =
+                store::read_settled_filtered(&mut conn, reading.cursor, batch, &reading.filter)
+                    .await?;
+            anyhow::Ok(events)
+        };
+        let events = match read.await {
+            Ok(events) => events,
+            Err(error) => {
+                // The response has begun: cutting it short is all that is
+                // left; the client sees a truncated stream, not a clean end.
+                tracing::error!(%error, "streaming the event log failed");
+                reading.done = true;
+                return Some((Err(std::io::Error::other("event log read failed")), reading));
+            }
+        };
+        let last = events.last()?;
+        reading.cursor = last.log_position();
+        if let Some(left) = reading.left.as_mut() {
+            *left -= i64::try_from(events.len()).unwrap_or(*left);
+        }
+        if i64::try_from(events.len()).unwrap_or(0) < batch {
+            reading.done = true;
+        }
+        let mut chunk = Vec::with_capacity(events.len() * 256);
+        for event in &events {
+            match exported_event(event)
+                .and_then(|line| Ok(serde_json::to_writer(&mut chunk, &line)?))
+            {
+                Ok(()) => chunk.push(b'\n'),
+                Err(error) => {
+                    tracing::error!(%error, "an event could not be exported");
+                    reading.done = true;
+                    return Some((Err(std::io::Error::other("event export failed")), reading));
+                }
+            }
+        }
+        Some((Ok(Bytes::from(chunk)), reading))
+    });
+    let mut response = Response::new(Body::from_stream(lines));
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
