@@ -90,6 +90,15 @@ pub struct Config {
     /// The access-token key file (`sentryops keys init|rotate`). Without it
     /// the process signs with a key of its own that dies with it.
     pub token_keys_file: Option<std::path::PathBuf>,
+    /// The event log's checkpoint signing key (`sentryops audit keygen`,
+    /// ADR 0006). Without it the chain is kept but nothing is signed.
+    pub seal_key_file: Option<std::path::PathBuf>,
+    /// A checkpoint at least every this many events…
+    pub seal_checkpoint_events: u64,
+    /// …and at least this often while the log grows.
+    pub seal_checkpoint_interval: Duration,
+    /// Where the newest checkpoint is also written, for publication.
+    pub seal_publish_dir: Option<std::path::PathBuf>,
     /// Lifetime of access tokens (SPEC: 15 minutes by default).
     pub access_token_ttl: Duration,
     /// Lifetime of a refresh token (SPEC: 14 days by default).
@@ -207,6 +216,12 @@ impl Config {
             },
             bootstrap_admin,
             token_keys_file: var("SENTRYOPS_TOKEN_KEYS_FILE").map(std::path::PathBuf::from),
+            seal_key_file: var("SENTRYOPS_SEAL_KEY_FILE").map(std::path::PathBuf::from),
+            seal_checkpoint_events: parsed("SEAL_CHECKPOINT_EVERY_EVENTS", 1000u64)?.max(1),
+            seal_checkpoint_interval: Duration::from_secs(
+                parsed("SEAL_CHECKPOINT_EVERY_SECONDS", 60u64)?.max(1),
+            ),
+            seal_publish_dir: var("SENTRYOPS_SEAL_PUBLISH_DIR").map(std::path::PathBuf::from),
             access_token_ttl: Duration::from_secs(parsed("ACCESS_TOKEN_TTL_SECONDS", 900)?),
             refresh_token_ttl: Duration::from_secs(parsed(
                 "REFRESH_TOKEN_TTL_SECONDS",
@@ -253,6 +268,10 @@ impl Config {
             },
             bootstrap_admin: None,
             token_keys_file: None,
+            seal_key_file: None,
+            seal_checkpoint_events: 1000,
+            seal_checkpoint_interval: Duration::from_secs(60),
+            seal_publish_dir: None,
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(14 * 24 * 3600),
             // Generous: concurrent-refresh tests send their requests at

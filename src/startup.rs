@@ -67,6 +67,28 @@ async fn connect_with(
         .context("cannot connect to PostgreSQL (check DATABASE_URL)")
 }
 
+/// The log's sealer as configured (ADR 0006).
+pub fn sealer(config: &Config) -> anyhow::Result<sentryops_projections::seal::Sealer> {
+    use sentryops_projections::seal::{checkpoint::SealKey, SealOptions, Sealer};
+    let key = config
+        .seal_key_file
+        .as_deref()
+        .map(SealKey::load)
+        .transpose()?;
+    if key.is_none() {
+        tracing::warn!(
+            "SENTRYOPS_SEAL_KEY_FILE is not set: the event log is hash-chained, but no \
+             checkpoint is signed, so tampering by someone who rewrites the chain goes unseen"
+        );
+    }
+    Ok(Sealer::new(SealOptions {
+        key,
+        every_events: config.seal_checkpoint_events,
+        every: config.seal_checkpoint_interval,
+        publish_dir: config.seal_publish_dir.clone(),
+    }))
+}
+
 /// Applies every pending migration.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await.context("migrations failed")
@@ -90,7 +112,9 @@ impl Application {
         let pool = connect_api(&config).await?;
         // The projectors' own pool, without the API's timeouts: a batch or
         // a rebuild may wait on a lock, and must not fail for it.
-        let projections = sentryops_projections::all();
+        let sealer = sealer(&config)?;
+        let seal_verifier = sealer.key().map(|key| key.verifier());
+        let projections = sentryops_projections::all(sealer);
         let runtime_pool = connect_with(
             &config,
             u32::try_from(projections.len() * 2 + 4).unwrap_or(32),
@@ -166,6 +190,7 @@ impl Application {
             access,
             asset_views,
             rules,
+            seal_verifier,
         });
         crate::demo::ensure_bootstrap_admin(&state).await?;
         Ok(Self {

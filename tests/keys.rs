@@ -110,3 +110,53 @@ fn the_first_start_creates_the_key_file() {
     );
     std::fs::remove_dir_all(&directory).expect("cleanup");
 }
+
+#[test]
+fn audit_keygen_writes_a_private_key_and_its_verifier_key_once() {
+    use sentryops_projections::seal::checkpoint::{SealKey, SealVerifier};
+    let directory = std::env::temp_dir().join(format!("sentryops-seal-key-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&directory).expect("dir");
+    let file = directory.join("seal.key");
+    let keygen = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sentryops"))
+            .args(["audit", "keygen", "--name", name, "--out"])
+            .arg(&file)
+            .env_clear()
+            .env("DATABASE_URL", "postgres://unused@127.0.0.1/unused")
+            .output()
+            .expect("runs")
+    };
+    assert!(!keygen("two words").status.success(), "a bad name");
+    let created = keygen("sentryops.test/log");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let printed = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    let public = std::fs::read_to_string(directory.join("seal.key.pub")).expect("pub file");
+    assert_eq!(public.trim(), printed, "stdout is the verifier key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the private key is the owner's only");
+    }
+    let key = SealKey::load(&file).expect("the key loads");
+    let note = key
+        .sign(
+            1,
+            &[1; 32],
+            sentryops_projections::LogPosition::START,
+            OffsetDateTime::now_utc(),
+        )
+        .expect("signed");
+    SealVerifier::load(&directory.join("seal.key.pub"))
+        .expect("the verifier key loads")
+        .open(&note)
+        .expect("and verifies the key's checkpoints");
+    assert!(
+        !keygen("sentryops.test/log").status.success(),
+        "never overwrites a key"
+    );
+}

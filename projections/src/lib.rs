@@ -16,6 +16,7 @@ pub mod compliance;
 pub mod projection;
 pub mod rebuild;
 pub mod runtime;
+pub mod seal;
 pub mod sessions;
 pub mod status;
 pub mod store;
@@ -33,8 +34,10 @@ pub use store::{LogPosition, StoredEvent};
 /// read models. Shared by the service, the CLI and the test harnesses.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// The projections this build serves, in the order they are started.
-pub fn all() -> Vec<Arc<dyn Projection>> {
+/// The projections this build serves, in the order they are started:
+/// the read models, then the log's sealer (its key and intervals come from
+/// the service's configuration).
+pub fn all(sealer: seal::Sealer) -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(audit_timeline::AuditTimeline),
         Arc::new(users::UsersProjection),
@@ -44,5 +47,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(cmdb::DependenciesProjection),
         Arc::new(cmdb::CheckoutsProjection),
         Arc::new(compliance::ComplianceProjection),
+        Arc::new(sealer),
     ]
 }

@@ -25,8 +25,22 @@ pub trait Projection: Send + Sync + 'static {
     /// The tables this projection owns, created by a migration in `public`.
     fn tables(&self) -> &'static [&'static str];
 
+    /// Whether batches must carry every payload. By default the large
+    /// compliance results are left out (see
+    /// [`crate::store::PROJECTED_EVENT_COLUMNS`]); the sealer hashes them.
+    fn reads_large_payloads(&self) -> bool {
+        false
+    }
+
     /// Folds a batch of events, in global order, into the tables.
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()>;
+
+    /// Called by the leader after every catch-up pass, outside a batch
+    /// transaction, at least every polling interval: work that is due by
+    /// time rather than by events (the sealer's timed checkpoint).
+    async fn tick(&self, _conn: &mut PgConnection) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Whether a projection name is safe to use as part of an SQL identifier.

@@ -300,9 +300,13 @@ pub async fn rebuild_on(
 
     let fill_started = std::time::Instant::now();
     let mut reader = pool.acquire().await?;
-    let mut events =
-        store::read_settled_for_projections(&mut reader, checkpoint, options.rebuild_batch_size)
-            .await?;
+    let mut events = store::read_settled_for_projection(
+        &mut reader,
+        projection,
+        checkpoint,
+        options.rebuild_batch_size,
+    )
+    .await?;
     let mut batches = 0usize;
     let mut settle_waited = Duration::ZERO;
     let mut settle_target: Option<LogPosition> = None;
@@ -334,8 +338,9 @@ pub async fn rebuild_on(
                 );
                 break;
             }
-            events = store::read_settled_for_projections(
+            events = store::read_settled_for_projection(
                 &mut reader,
+                projection,
                 checkpoint,
                 options.rebuild_batch_size,
             )
@@ -369,8 +374,13 @@ pub async fn rebuild_on(
         let full = events.len() as i64 == options.rebuild_batch_size;
         let prefetch = async {
             if full {
-                store::read_settled_for_projections(&mut reader, last, options.rebuild_batch_size)
-                    .await
+                store::read_settled_for_projection(
+                    &mut reader,
+                    projection,
+                    last,
+                    options.rebuild_batch_size,
+                )
+                .await
             } else {
                 Ok(Vec::new())
             }
@@ -404,9 +414,13 @@ pub async fn rebuild_on(
         .execute(&mut *tx)
         .await?;
     loop {
-        let events =
-            store::read_settled_for_projections(&mut tx, checkpoint, options.rebuild_batch_size)
-                .await?;
+        let events = store::read_settled_for_projection(
+            &mut tx,
+            projection,
+            checkpoint,
+            options.rebuild_batch_size,
+        )
+        .await?;
         let Some(last) = events.last().map(|event| event.log_position()) else {
             break;
         };

@@ -434,7 +434,12 @@ async fn lead_once(
                 }
                 return Ok(());
             }
-            CheckpointState::Current => {}
+            CheckpointState::Current => {
+                projection
+                    .tick(&mut conn)
+                    .await
+                    .with_context(|| format!("projection {name} tick"))?;
+            }
         }
         // While committed events wait behind an open transaction, retry
         // soon, backing off towards the polling interval so that one idle
@@ -522,7 +527,8 @@ pub async fn catch_up(
                 state,
             });
         }
-        let events = store::read_settled_for_projections(&mut tx, checkpoint, batch_size).await?;
+        let events =
+            store::read_settled_for_projection(&mut tx, projection, checkpoint, batch_size).await?;
         let Some(last) = events.last().map(|event| event.log_position()) else {
             tx.rollback().await?;
             let unsettled = store::has_unsettled_after(conn, checkpoint).await?;

@@ -39,6 +39,11 @@ pub struct LogPosition {
 }
 
 impl LogPosition {
+    /// The cursor naming this place: `<transaction_id>:<global_position>`.
+    pub fn cursor(&self) -> String {
+        format!("{}:{}", self.transaction_id, self.position)
+    }
+
     /// Before the first event.
     pub const START: LogPosition = LogPosition {
         transaction_id: 0,
@@ -163,13 +168,20 @@ pub async fn read_settled(
 }
 
 /// [`read_settled`] for projection runners: large results payloads are
-/// left out (see [`PROJECTED_EVENT_COLUMNS`]).
-pub async fn read_settled_for_projections(
+/// left out (see [`PROJECTED_EVENT_COLUMNS`]) unless `projection` asks for
+/// them.
+pub async fn read_settled_for_projection(
     conn: &mut PgConnection,
+    projection: &dyn crate::Projection,
     after: LogPosition,
     limit: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
-    read_settled_columns(conn, PROJECTED_EVENT_COLUMNS, after, limit).await
+    let columns = if projection.reads_large_payloads() {
+        STORED_EVENT_COLUMNS
+    } else {
+        PROJECTED_EVENT_COLUMNS
+    };
+    read_settled_columns(conn, columns, after, limit).await
 }
 
 /// The `order by` names `events.transaction_id` explicitly: the select list
@@ -661,29 +673,53 @@ pub struct LogFilter {
     pub to: Option<OffsetDateTime>,
 }
 
+/// A stored event with its seal (ADR 0006), as the log leaves the service.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SealedEvent {
+    #[sqlx(flatten)]
+    pub event: StoredEvent,
+    /// Its place in the chain, once sealed.
+    pub chain_index: Option<i64>,
+    /// `h_n` after it, once sealed.
+    pub chain_hash: Option<Vec<u8>>,
+    /// The signed checkpoint whose tree size is this event's chain index.
+    pub checkpoint: Option<String>,
+}
+
 /// Up to `limit` settled events after `after` that pass `filter`, in
-/// global order, with every payload. Only settled transactions are read
-/// (as projections read them), so a cursor taken from the last event never
-/// skips a late commit and never repeats an event.
+/// global order, with every payload and their seals. Only settled
+/// transactions are read (as projections read them), so a cursor taken
+/// from the last event never skips a late commit and never repeats an
+/// event.
 pub async fn read_settled_filtered(
     conn: &mut PgConnection,
     after: LogPosition,
     limit: i64,
     filter: &LogFilter,
-) -> sqlx::Result<Vec<StoredEvent>> {
-    let sql = format!(
-        "select {STORED_EVENT_COLUMNS} from events \
-         where (transaction_id, global_position) > ($1::text::xid8, $2) \
-           and transaction_id < (select events_settled_horizon()) \
-           and ($4::text is null or aggregate_type = $4) \
-           and ($5::text is null or aggregate_id = $5) \
-           and ($6::text is null or event_type = $6) \
-           and ($7::timestamptz is null or recorded_at >= $7) \
-           and ($8::timestamptz is null or recorded_at <= $8) \
-         order by events.transaction_id, events.global_position \
-         limit $3"
-    );
-    sqlx::query_as::<_, StoredEvent>(&sql)
+) -> sqlx::Result<Vec<SealedEvent>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let columns = STORED_EVENT_COLUMNS
+            .split(", ")
+            .map(|column| format!("e.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "select {columns}, s.chain_index, s.chain_hash, c.note as checkpoint \
+             from events e \
+             left join event_seals s on s.global_position = e.global_position \
+             left join seal_checkpoints c on c.tree_size = s.chain_index \
+             where (e.transaction_id, e.global_position) > ($1::text::xid8, $2) \
+               and e.transaction_id < (select events_settled_horizon()) \
+               and ($4::text is null or e.aggregate_type = $4) \
+               and ($5::text is null or e.aggregate_id = $5) \
+               and ($6::text is null or e.event_type = $6) \
+               and ($7::timestamptz is null or e.recorded_at >= $7) \
+               and ($8::timestamptz is null or e.recorded_at <= $8) \
+             order by e.transaction_id, e.global_position \
+             limit $3"
+        )
+    });
+    sqlx::query_as::<_, SealedEvent>(SQL.as_str())
         .bind(after.transaction_id.to_string())
         .bind(after.position)
         .bind(limit)

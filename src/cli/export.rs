@@ -1,20 +1,38 @@
 //! `sentryops events export`: the event log in global order, as NDJSON or
-//! CSV on stdout, with a progress bar on stderr. Secret payload keys are
-//! redacted (the hashes stay in the store, never in an export).
+//! CSV on stdout, with a progress bar on stderr. Both formats carry the
+//! line of `GET /api/v1/events` ([`exported_line`]): secrets as digests,
+//! each event's seal and checkpoint, so an NDJSON export verifies offline
+//! (`sentryops audit verify --file`).
 
 use std::io::Write;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sentryops_events::catalog::redact_secrets;
-use sentryops_projections::store::{read_settled, StoredEvent};
+use sentryops_projections::seal::exported_line;
+use sentryops_projections::store::{read_settled_filtered, LogFilter, SealedEvent};
 use sentryops_projections::LogPosition;
 use sqlx::PgPool;
-use time::format_description::well_known::Rfc3339;
 
 use super::ExportFormat;
 
 const BATCH: i64 = 5000;
+
+/// The CSV columns: the fields of an exported line.
+const CSV_COLUMNS: [&str; 13] = [
+    "global_position",
+    "transaction_id",
+    "recorded_at",
+    "aggregate_type",
+    "aggregate_id",
+    "sequence",
+    "event_type",
+    "event_version",
+    "payload",
+    "metadata",
+    "chain_index",
+    "chain_hash",
+    "checkpoint",
+];
 
 /// Writes every settled event after global position `after`.
 pub async fn export(pool: &PgPool, after: i64, format: ExportFormat) -> anyhow::Result<()> {
@@ -53,25 +71,14 @@ pub async fn export(pool: &PgPool, after: i64, format: ExportFormat) -> anyhow::
     let mut sink = match format {
         ExportFormat::Csv => {
             let mut writer = csv::Writer::from_writer(out);
-            writer.write_record([
-                "global_position",
-                "transaction_id",
-                "recorded_at",
-                "aggregate_type",
-                "aggregate_id",
-                "sequence",
-                "event_type",
-                "event_version",
-                "payload",
-                "metadata",
-            ])?;
+            writer.write_record(CSV_COLUMNS)?;
             Sink::Csv(Box::new(writer))
         }
         ExportFormat::Ndjson => Sink::Ndjson(out),
     };
     loop {
-        let events = read_settled(&mut conn, cursor, BATCH).await?;
-        let Some(last) = events.last().map(StoredEvent::log_position) else {
+        let events = read_settled_filtered(&mut conn, cursor, BATCH, &LogFilter::default()).await?;
+        let Some(last) = events.last().map(|sealed| sealed.event.log_position()) else {
             break;
         };
         for event in events {
@@ -91,29 +98,20 @@ enum Sink<W: Write> {
 }
 
 impl<W: Write> Sink<W> {
-    fn write(&mut self, event: StoredEvent) -> anyhow::Result<()> {
+    fn write(&mut self, event: SealedEvent) -> anyhow::Result<()> {
         // The stored payload, at its stored version (not upcast): the export
         // is the log as written.
-        let mut payload: serde_json::Value =
-            serde_json::from_str(event.payload.as_deref().unwrap_or("null"))?;
-        redact_secrets(&mut payload);
-        let recorded_at = event.recorded_at.format(&Rfc3339)?;
+        let line = exported_line(&event)?;
         match self {
-            Sink::Csv(writer) => writer.write_record([
-                event.global_position.to_string(),
-                event.transaction_id.to_string(),
-                recorded_at,
-                event.aggregate_type,
-                event.aggregate_id,
-                event.sequence.to_string(),
-                event.event_type,
-                event.event_version,
-                payload.to_string(),
-                event.metadata.to_string(),
-            ])?,
+            Sink::Csv(writer) => {
+                let text = |field: &str| match &line[field] {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                writer.write_record(CSV_COLUMNS.map(text))?
+            }
             Sink::Ndjson(out) => {
-                // The shape of `GET /api/v1/events`, one line per event.
-                let line = crate::http::events::exported_event(&event)?;
                 serde_json::to_writer(&mut *out, &line)?;
                 out.write_all(b"\n")?;
             }

@@ -1,6 +1,7 @@
 //! The `sentryops` command line (clap): serve, migrate, users,
 //! projections and event export.
 
+mod audit;
 mod export;
 
 use std::io::{BufRead, IsTerminal};
@@ -47,6 +48,49 @@ enum Command {
     /// Manage the access-token key file (SENTRYOPS_TOKEN_KEYS_FILE).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Tamper evidence: the checkpoint key and verification (ADR 0006).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Create the checkpoint signing key: FILE (private, mode 0600) and
+    /// FILE.pub (the verifier key to publish). Refuses to overwrite.
+    Keygen {
+        /// The log's name: the origin line of every checkpoint
+        /// (e.g. sentryops.example.com/log).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Recompute the hash chain and check every checkpoint signature;
+    /// exits non-zero at the first altered, missing, inserted or reordered
+    /// event or bad checkpoint.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Start at the newest checkpoint that verifies (database only).
+    #[arg(long, conflicts_with = "file")]
+    from_checkpoint: bool,
+    /// Verify an `events export` NDJSON file offline instead of the
+    /// database (`-` for standard input).
+    #[arg(long, requires = "key")]
+    file: Option<std::path::PathBuf>,
+    /// The verifier key file (`.pub`); defaults to the public half of
+    /// SENTRYOPS_SEAL_KEY_FILE.
+    #[arg(long)]
+    key: Option<std::path::PathBuf>,
+    /// A checkpoint published outside the database (repeatable): the log
+    /// must still reach it, so a cut tail shows.
+    #[arg(long)]
+    checkpoint: Vec<std::path::PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +187,8 @@ pub async fn run() -> anyhow::Result<()> {
         }
         Command::Projections(ProjectionsCommand::Rebuild(args)) => rebuild(config, args).await,
         Command::Keys(command) => keys(&config, command),
+        Command::Audit(AuditCommand::Keygen { name, out }) => audit::keygen(&name, &out),
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify(&config, args).await,
         Command::Events(EventsCommand::Export { after, format }) => {
             let pool = startup::connect(&config).await?;
             export::export(&pool, after, format).await
@@ -224,7 +270,7 @@ async fn create_user(
 
 async fn projection_status(config: Config, json: bool) -> anyhow::Result<()> {
     let pool = startup::connect(&config).await?;
-    let projections = sentryops_projections::all();
+    let projections = sentryops_projections::all(startup::sealer(&config)?);
     let (statuses, oldest) = sentryops_projections::status::status(&pool, &projections).await?;
     if json {
         println!(
@@ -281,14 +327,14 @@ async fn projection_status(config: Config, json: bool) -> anyhow::Result<()> {
 async fn rebuild(config: Config, args: RebuildArgs) -> anyhow::Result<()> {
     let pool = startup::connect(&config).await?;
     startup::migrate(&pool).await?;
-    let all = sentryops_projections::all();
+    let all = sentryops_projections::all(startup::sealer(&config)?);
     let selected: Vec<_> = if args.all {
         all
     } else {
         let name = args.name.unwrap_or_default();
         let found: Vec<_> = all.into_iter().filter(|p| p.name() == name).collect();
         if found.is_empty() {
-            let names: Vec<_> = sentryops_projections::all()
+            let names: Vec<_> = sentryops_projections::all(startup::sealer(&config)?)
                 .iter()
                 .map(|p| p.name())
                 .collect();

@@ -61,6 +61,8 @@ pub struct AppStateInner {
     pub asset_views: cmdb::cache::AssetViewCache,
     /// The compliance rules in force.
     pub rules: crate::compliance::RuleSet,
+    /// The public key checkpoints are verified with (from the seal key).
+    pub seal_verifier: Option<sentryops_projections::seal::checkpoint::SealVerifier>,
 }
 
 impl std::ops::Deref for AppState {
@@ -143,6 +145,7 @@ pub const ROUTE_FLOORS: &[(&str, &str, Floor)] = &[
     ("GET", "/api/v1/audit", Floor::Any),
     ("GET", "/api/v1/audit/{entity_type}/{entity_id}", Floor::Any),
     ("GET", "/api/v1/events", Floor::Auditor),
+    ("GET", "/api/v1/audit/verify", Floor::Auditor),
     ("GET", "/api/v1/users", Floor::Admin),
     ("POST", "/api/v1/users", Floor::Admin),
     ("GET", "/api/v1/users/{id}", Floor::Admin),
@@ -226,6 +229,7 @@ fn routes() -> Router<AppState> {
         .route("/ready", get(health::ready))
         .route("/api/v1/audit", get(audit::list_all))
         .route("/api/v1/events", get(events::list))
+        .route("/api/v1/audit/verify", get(events::verify))
         .route(
             "/api/v1/audit/{entity_type}/{entity_id}",
             get(audit::list_entity),

@@ -184,7 +184,8 @@ async fn projection_status_lists_every_read_model_for_the_admin() {
             "tags",
             "dependencies",
             "checkouts",
-            "compliance"
+            "compliance",
+            "seal"
         ]
     );
     for item in items {

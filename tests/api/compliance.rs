@@ -791,10 +791,14 @@ async fn the_log_keeps_every_result_for_readers_and_spares_the_projection_runner
         results[0]["ComplianceResultsRecorded"]["assets"][0]["asset_name"], "web-01",
         "the export (and every reader for people) gets the results"
     );
-    let projected =
-        sentryops_projections::store::read_settled_for_projections(&mut conn, start, 10_000)
-            .await
-            .expect("read");
+    let projected = sentryops_projections::store::read_settled_for_projection(
+        &mut conn,
+        &sentryops_projections::compliance::ComplianceProjection,
+        start,
+        10_000,
+    )
+    .await
+    .expect("read");
     let spared = projected
         .iter()
         .find(|event| event.event_type == "ComplianceResultsRecorded")

@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let (url, pool) = fresh_database("lag", 12).await?;
     let runtime = ProjectionRuntime::new(
         pool.clone(),
-        sentryops_projections::all(),
+        sentryops_projections::all(sentryops_projections::seal::Sealer::new(Default::default())),
         RuntimeOptions::default(),
     );
     runtime.start().await;

@@ -1,0 +1,454 @@
+//! Tamper evidence for the event log (SPEC section 7, ADR 0006,
+//! docs/EVENT_CHAIN.md).
+//!
+//! The `seal` projection folds the log, in the settled global order every
+//! projection reads, into a hash chain `h_n = SHA-256(h_{n-1} || c_n)` with
+//! `h_0` 32 zero bytes, where `c_n` is the RFC 8785 canonical JSON of event
+//! n's sealed form ([`SealedForm`]): every stored field, the payload at its
+//! stored version with each secret replaced by its digest (so an export,
+//! which must not carry secrets, still carries everything the chain
+//! covers). It runs like any projection (one leader across replicas, off
+//! the append path) and, at least every N events and every T seconds while
+//! the head moves, writes a checkpoint signed with the log's own key
+//! ([`checkpoint`]). [`verify`] recomputes the chain from the log or from an
+//! export and names the first event or checkpoint that disagrees.
+
+pub mod checkpoint;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+use crate::projection::Projection;
+use crate::store::{LogPosition, SealedEvent, StoredEvent};
+use checkpoint::SealKey;
+
+/// A chain hash `h_n`.
+pub type ChainHash = [u8; 32];
+
+/// `h_0`: the head of the empty log.
+pub const GENESIS: ChainHash = [0; 32];
+
+/// `h_n` from `h_{n-1}` and the canonical bytes of event n.
+pub fn chain_next(previous: &ChainHash, canonical: &[u8]) -> ChainHash {
+    let mut hasher = Sha256::new();
+    hasher.update(previous);
+    hasher.update(canonical);
+    hasher.finalize().into()
+}
+
+/// A chain hash as the log's texts write it (standard base64, as the
+/// checkpoint's root hash line).
+pub fn hash_text(hash: &ChainHash) -> String {
+    base64::engine::general_purpose::STANDARD.encode(hash)
+}
+
+/// Parses [`hash_text`].
+pub fn parse_hash(text: &str) -> Option<ChainHash> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?
+        .try_into()
+        .ok()
+}
+
+/// What the chain covers of one event. Field names are the export's; the
+/// canonical bytes are the RFC 8785 form of this object.
+#[derive(Debug, Serialize)]
+pub struct SealedForm<'a> {
+    pub aggregate_id: &'a str,
+    pub aggregate_type: &'a str,
+    pub event_type: &'a str,
+    pub event_version: &'a str,
+    pub global_position: i64,
+    pub metadata: &'a Value,
+    /// The stored payload with secrets digested ([`seal_secrets`]).
+    pub payload: &'a Value,
+    /// [`recorded_at_text`] of the stored time.
+    pub recorded_at: &'a str,
+    pub sequence: i64,
+    pub transaction_id: i64,
+}
+
+impl SealedForm<'_> {
+    /// The RFC 8785 (JCS) bytes the chain hashes.
+    pub fn canonical_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(serde_jcs::to_vec(self)?)
+    }
+}
+
+/// The sealed payload of a stored event: its JSON with the value of every
+/// secret key ([`sentryops_events::catalog::SECRET_PAYLOAD_KEYS`], at any
+/// depth) replaced by `"sha256:<hex of SHA-256 of its canonical JSON>"`.
+/// The secrets are high-entropy hashes already, so their digests disclose
+/// nothing, yet a changed secret changes the chain.
+pub fn seal_secrets(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if sentryops_events::catalog::SECRET_PAYLOAD_KEYS.contains(&key.as_str()) {
+                    let canonical = serde_jcs::to_vec(child).unwrap_or_default();
+                    let digest: [u8; 32] = Sha256::digest(canonical).into();
+                    *child = Value::String(format!("sha256:{}", hex_lower(&digest)));
+                } else {
+                    seal_secrets(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(seal_secrets),
+        _ => {}
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// The one text of a stored time: UTC, microseconds (PostgreSQL's
+/// precision), `Z`: `2026-12-03T17:53:45.123456Z`.
+pub fn recorded_at_text(at: OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        .unwrap_or_default()
+}
+
+/// A stored event's payload in sealed form.
+pub fn sealed_payload(event: &StoredEvent) -> anyhow::Result<Value> {
+    let text = event
+        .payload
+        .as_deref()
+        .context("the payload was left out of this read")?;
+    let mut payload: Value = serde_json::from_str(text)
+        .with_context(|| format!("payload at position {}", event.global_position))?;
+    seal_secrets(&mut payload);
+    Ok(payload)
+}
+
+/// The canonical bytes of a stored event.
+pub fn canonical_of(event: &StoredEvent) -> anyhow::Result<Vec<u8>> {
+    let payload = sealed_payload(event)?;
+    let recorded_at = recorded_at_text(event.recorded_at);
+    SealedForm {
+        aggregate_id: &event.aggregate_id,
+        aggregate_type: &event.aggregate_type,
+        event_type: &event.event_type,
+        event_version: &event.event_version,
+        global_position: event.global_position,
+        metadata: &event.metadata,
+        payload: &payload,
+        recorded_at: &recorded_at,
+        sequence: event.sequence,
+        transaction_id: event.transaction_id,
+    }
+    .canonical_bytes()
+}
+
+/// An event as it leaves the service (`GET /api/v1/events` and `sentryops
+/// events export` alike): every stored column, the payload at its stored
+/// version in sealed form (secrets as digests), the time in its one text,
+/// the cursor, and the seal: `chain_index`, `chain_hash` (null until
+/// sealed) and, at a checkpoint's tree size, the signed `checkpoint`. Each
+/// line holds exactly what [`verify::verify_export`] needs.
+pub fn exported_line(sealed: &SealedEvent) -> anyhow::Result<Value> {
+    let event = &sealed.event;
+    let mut line = serde_json::json!({
+        "global_position": event.global_position,
+        "transaction_id": event.transaction_id,
+        "cursor": event.log_position().cursor(),
+        "recorded_at": recorded_at_text(event.recorded_at),
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "sequence": event.sequence,
+        "event_type": event.event_type,
+        "event_version": event.event_version,
+        "payload": sealed_payload(event)?,
+        "metadata": event.metadata,
+        "chain_index": sealed.chain_index,
+        "chain_hash": sealed
+            .chain_hash
+            .as_deref()
+            .and_then(|hash| <ChainHash>::try_from(hash).ok())
+            .map(|hash| hash_text(&hash)),
+    });
+    if let Some(note) = &sealed.checkpoint {
+        line["checkpoint"] = Value::String(note.clone());
+    }
+    Ok(line)
+}
+
+/// When checkpoints are written.
+#[derive(Debug, Clone)]
+pub struct SealOptions {
+    /// Signs checkpoints; without it the chain is kept but nothing is signed.
+    pub key: Option<SealKey>,
+    /// A checkpoint at least every this many events…
+    pub every_events: u64,
+    /// …and, while the head moves, at least this often.
+    pub every: Duration,
+    /// Where the newest checkpoint is also written (`checkpoint`), for
+    /// publication outside the database.
+    pub publish_dir: Option<PathBuf>,
+}
+
+impl Default for SealOptions {
+    fn default() -> Self {
+        Self {
+            key: None,
+            every_events: 1000,
+            every: Duration::from_secs(60),
+            publish_dir: None,
+        }
+    }
+}
+
+/// The source of "now" for checkpoint times (tests inject one).
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// The `seal` projection.
+pub struct Sealer {
+    options: SealOptions,
+    clock: Clock,
+}
+
+impl Sealer {
+    /// A sealer on the system clock.
+    pub fn new(options: SealOptions) -> Self {
+        Self::with_clock(options, Arc::new(OffsetDateTime::now_utc))
+    }
+
+    /// A sealer on `clock`.
+    pub fn with_clock(options: SealOptions, clock: Clock) -> Self {
+        Self { options, clock }
+    }
+
+    /// The signing key, if one is configured.
+    pub fn key(&self) -> Option<&SealKey> {
+        self.options.key.as_ref()
+    }
+
+    /// Writes a checkpoint of `(tree_size, head)` when one is due: by
+    /// count always, by time when `by_time`. Serialized with any other
+    /// writer by the table's key (a duplicate tree size is skipped).
+    async fn checkpoint_if_due(
+        &self,
+        conn: &mut PgConnection,
+        tree_size: i64,
+        head: &ChainHash,
+        last: LogPosition,
+        by_time: bool,
+    ) -> anyhow::Result<()> {
+        let Some(key) = &self.options.key else {
+            return Ok(());
+        };
+        let latest: Option<(i64, OffsetDateTime)> = sqlx::query_as(
+            "select tree_size, signed_at from seal_checkpoints order by tree_size desc limit 1",
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        let now = (self.clock)();
+        let latest_size = latest.map_or(0, |(size, _)| size);
+        if tree_size <= latest_size {
+            return Ok(());
+        }
+        let by_count = (tree_size - latest_size) as u64 >= self.options.every_events;
+        let by_clock = by_time
+            && latest.is_none_or(|(_, signed_at)| {
+                now - signed_at >= time::Duration::try_from(self.options.every).unwrap_or_default()
+            });
+        if !(by_count || by_clock) {
+            return Ok(());
+        }
+        let note = key.sign(tree_size as u64, head, last, now)?;
+        sqlx::query(
+            "insert into seal_checkpoints \
+             (tree_size, transaction_id, global_position, head_hash, signed_at, key_name, note) \
+             values ($1, $2, $3, $4, $5, $6, $7) on conflict (tree_size) do nothing",
+        )
+        .bind(tree_size)
+        .bind(last.transaction_id)
+        .bind(last.position)
+        .bind(&head[..])
+        .bind(now)
+        .bind(key.name())
+        .bind(&note)
+        .execute(&mut *conn)
+        .await?;
+        if let Some(dir) = &self.options.publish_dir {
+            // Written before the batch commits: a checkpoint is a statement
+            // about committed events only, and the same tree size always
+            // has the same head, so publishing early can never mislead.
+            let temporary = dir.join("checkpoint.tmp");
+            std::fs::write(&temporary, &note)
+                .and_then(|()| std::fs::rename(&temporary, dir.join("checkpoint")))
+                .with_context(|| format!("cannot publish the checkpoint in {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The newest seal: `(chain index, hash, position)`.
+async fn chain_head(
+    conn: &mut PgConnection,
+) -> sqlx::Result<Option<(i64, ChainHash, LogPosition)>> {
+    let row: Option<(i64, Vec<u8>, i64, i64)> = sqlx::query_as(
+        "select chain_index, chain_hash, transaction_id, global_position \
+         from event_seals order by chain_index desc limit 1",
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(index, hash, transaction_id, position)| {
+        (
+            index,
+            hash.try_into().unwrap_or(GENESIS),
+            LogPosition {
+                transaction_id,
+                position,
+            },
+        )
+    }))
+}
+
+#[async_trait]
+impl Projection for Sealer {
+    fn name(&self) -> &'static str {
+        "seal"
+    }
+
+    fn version(&self) -> i32 {
+        1
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["event_seals"]
+    }
+
+    fn reads_large_payloads(&self) -> bool {
+        true
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        let (mut index, mut head) = chain_head(conn)
+            .await?
+            .map_or((0, GENESIS), |(index, hash, _)| (index, hash));
+        let mut indexes = Vec::with_capacity(events.len());
+        let mut transactions = Vec::with_capacity(events.len());
+        let mut positions = Vec::with_capacity(events.len());
+        let mut hashes: Vec<Vec<u8>> = Vec::with_capacity(events.len());
+        for event in events {
+            head = chain_next(&head, &canonical_of(event)?);
+            index += 1;
+            indexes.push(index);
+            transactions.push(event.transaction_id);
+            positions.push(event.global_position);
+            hashes.push(head.to_vec());
+        }
+        sqlx::query(
+            "insert into event_seals (chain_index, transaction_id, global_position, chain_hash) \
+             select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[])",
+        )
+        .bind(&indexes)
+        .bind(&transactions)
+        .bind(&positions)
+        .bind(&hashes)
+        .execute(&mut *conn)
+        .await?;
+        self.checkpoint_if_due(conn, index, &head, last.log_position(), false)
+            .await
+    }
+
+    async fn tick(&self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        if self.options.key.is_none() {
+            return Ok(());
+        }
+        let Some((index, head, last)) = chain_head(conn).await? else {
+            return Ok(());
+        };
+        self.checkpoint_if_due(conn, index, &head, last, true).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_canonical_form_is_rfc_8785_of_every_field() {
+        let metadata = json!({"b": 1, "a": "x"});
+        let payload = json!({"z": [1.0, 2.5], "é": null, "a": true});
+        let form = SealedForm {
+            aggregate_id: "id",
+            aggregate_type: "asset",
+            event_type: "AssetRegistered",
+            event_version: "1.0",
+            global_position: 7,
+            metadata: &metadata,
+            payload: &payload,
+            recorded_at: "2026-12-03T17:53:45.123456Z",
+            sequence: 1,
+            transaction_id: 800,
+        };
+        assert_eq!(
+            String::from_utf8(form.canonical_bytes().unwrap()).unwrap(),
+            r#"{"aggregate_id":"id","aggregate_type":"asset","event_type":"AssetRegistered","event_version":"1.0","global_position":7,"metadata":{"a":"x","b":1},"payload":{"a":true,"z":[1,2.5],"é":null},"recorded_at":"2026-12-03T17:53:45.123456Z","sequence":1,"transaction_id":800}"#
+        );
+    }
+
+    #[test]
+    fn secrets_are_sealed_as_their_digest_at_any_depth() {
+        let mut payload = json!({"password_hash": "$argon2id$x", "inner": [{"token_hash": "abc"}], "email": "a@b"});
+        seal_secrets(&mut payload);
+        // SHA-256 of the JSON string "abc" (with its quotes).
+        let abc = hex_lower(&Sha256::digest(br#""abc""#));
+        assert_eq!(
+            payload["inner"][0]["token_hash"],
+            json!(format!("sha256:{abc}"))
+        );
+        assert!(payload["password_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"));
+        assert_eq!(payload["email"], json!("a@b"));
+    }
+
+    #[test]
+    fn the_chain_starts_at_zero_and_depends_on_order() {
+        let one = chain_next(&GENESIS, b"one");
+        let mut expected = Sha256::new();
+        expected.update([0u8; 32]);
+        expected.update(b"one");
+        assert_eq!(one, <[u8; 32]>::from(expected.finalize()));
+        let ab = chain_next(&chain_next(&GENESIS, b"a"), b"b");
+        let ba = chain_next(&chain_next(&GENESIS, b"b"), b"a");
+        assert_ne!(ab, ba);
+        assert_eq!(parse_hash(&hash_text(&ab)), Some(ab));
+    }
+
+    #[test]
+    fn recorded_at_has_one_text() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_764_784_425_123_456_000).unwrap();
+        assert_eq!(recorded_at_text(at), "2025-12-03T17:53:45.123456Z");
+        let whole = OffsetDateTime::from_unix_timestamp(1_764_784_425).unwrap();
+        assert_eq!(recorded_at_text(whole), "2025-12-03T17:53:45.000000Z");
+    }
+}
