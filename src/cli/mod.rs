@@ -1,8 +1,9 @@
 //! The `sentryops` command line (clap): serve, migrate, users,
-//! projections and event export.
+//! projections, event export, audit (keys and verification) and replay.
 
 mod audit;
 mod export;
+mod replay;
 
 use std::io::{BufRead, IsTerminal};
 
@@ -51,6 +52,27 @@ enum Command {
     /// Tamper evidence: the checkpoint key and verification (ADR 0006).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print an aggregate's state after each event of its stream.
+    Replay {
+        #[arg(value_enum)]
+        kind: replay::ReplayKind,
+        /// The aggregate id.
+        id: String,
+        /// Only events recorded at or before this time (RFC 3339).
+        #[arg(long, value_parser = parse_time, conflicts_with = "until_position")]
+        until: Option<time::OffsetDateTime>,
+        /// Only events at or before this global position.
+        #[arg(long)]
+        until_position: Option<i64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| "an RFC 3339 time, e.g. 2026-12-03T18:00:00Z".to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +211,20 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Keys(command) => keys(&config, command),
         Command::Audit(AuditCommand::Keygen { name, out }) => audit::keygen(&name, &out),
         Command::Audit(AuditCommand::Verify(args)) => audit::verify(&config, args).await,
+        Command::Replay {
+            kind,
+            id,
+            until,
+            until_position,
+            json,
+        } => {
+            let pool = startup::connect(&config).await?;
+            let range = sentryops_projections::store::StreamRange {
+                until_time: until,
+                until_position,
+            };
+            replay::replay(&pool, kind, &id, range, json).await
+        }
         Command::Events(EventsCommand::Export { after, format }) => {
             let pool = startup::connect(&config).await?;
             export::export(&pool, after, format).await

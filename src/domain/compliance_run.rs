@@ -315,3 +315,80 @@ mod tests {
             .expect("later ids are fine");
     }
 }
+
+/// A run as its stream tells it, event by event: the fold that `sentryops
+/// replay compliance-run` shows (a run has no command state to decide
+/// on, so no aggregate; this is its one reading).
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct RunState {
+    pub run_id: Option<Uuid>,
+    pub triggered_by_id: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    pub ruleset_hash: Option<String>,
+    pub rule_count: usize,
+    pub total_assets: u64,
+    /// Assets whose results are recorded so far, in how many batches.
+    pub assets_recorded: u64,
+    pub batches: u32,
+    pub completed: Option<RunCompletion>,
+}
+
+/// The totals of a completed run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunCompletion {
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: OffsetDateTime,
+    pub org_score: f64,
+    pub passed_count: u64,
+    pub failed_count: u64,
+    pub not_applicable_count: u64,
+    pub severity_failing: SeverityCounts,
+}
+
+impl RunState {
+    /// Folds one event of the run's stream.
+    pub fn apply(&mut self, event: ComplianceEvent) {
+        match event {
+            ComplianceEvent::ComplianceRunStarted {
+                run_id,
+                triggered_by_id,
+                started_at,
+                ruleset_hash,
+                rules,
+                total_assets,
+                ..
+            } => {
+                self.run_id = Some(run_id);
+                self.triggered_by_id = Some(triggered_by_id);
+                self.started_at = Some(started_at);
+                self.ruleset_hash = Some(ruleset_hash);
+                self.rule_count = rules.len();
+                self.total_assets = total_assets;
+            }
+            ComplianceEvent::ComplianceResultsRecorded { assets, .. } => {
+                self.assets_recorded += assets.len() as u64;
+                self.batches += 1;
+            }
+            ComplianceEvent::ComplianceRunCompleted {
+                finished_at,
+                total_assets,
+                org_score,
+                passed_count,
+                failed_count,
+                not_applicable_count,
+                severity_failing,
+            } => {
+                self.total_assets = total_assets;
+                self.completed = Some(RunCompletion {
+                    finished_at,
+                    org_score,
+                    passed_count,
+                    failed_count,
+                    not_applicable_count,
+                    severity_failing,
+                });
+            }
+        }
+    }
+}

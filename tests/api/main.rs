@@ -15,6 +15,7 @@ mod links;
 mod platform;
 mod ratelimit;
 mod rbac;
+mod replay;
 mod seal;
 mod transfer;
 mod upcasting;
