@@ -694,3 +694,101 @@ async fn a_rebuild_waits_for_committed_events_to_settle_before_its_swap() {
     assert!(committed.iter().all(|p| applied.contains(p)), "{applied:?}");
     assert_eq!(applied, all_positions_in_order(&db.pool).await);
 }
+
+/// A projection's code under a bumped version, the fold unchanged (as a
+/// release that changes a table's layout, not its meaning, would be).
+struct Bumped<P>(P, i32);
+
+#[async_trait::async_trait]
+impl<P: Projection> Projection for Bumped<P> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn version(&self) -> i32 {
+        self.1
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        self.0.tables()
+    }
+    fn reads_large_payloads(&self) -> bool {
+        self.0.reads_large_payloads()
+    }
+    async fn apply(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        events: &[sentryops_projections::StoredEvent],
+    ) -> anyhow::Result<()> {
+        self.0.apply(conn, events).await
+    }
+}
+
+/// Issue 12: after a version bump the rebuild yields the tables a fold
+/// from scratch gives, while the old tables keep serving until the swap.
+#[tokio::test]
+async fn a_version_bump_rebuilds_what_a_fold_from_scratch_gives_while_the_old_tables_serve() {
+    let db = fresh_db().await;
+    append_many(&db.pool, "a", 30).await;
+    let runtime = runtime_for(&db.pool, Arc::new(AuditTimeline));
+    runtime.start().await;
+    let last = caught_up_with_the_log(&db.pool, &runtime).await;
+    runtime.stop().await;
+    // The fold from scratch of the whole log, by the live runner.
+    let from_scratch = table_digest(&db.pool, "audit_timeline", "event_position").await;
+    assert_eq!(from_scratch.0, 30);
+    // What the old version left differs (so a rebuild that did nothing
+    // could not pass).
+    sqlx::query("update audit_timeline set action = 'old-version' where event_position = $1")
+        .bind(last)
+        .execute(&db.pool)
+        .await
+        .expect("the old version's row");
+    let old = table_digest(&db.pool, "audit_timeline", "event_position").await;
+
+    // Version 2 starts its rebuild; one batch in, the old tables serve.
+    let bumped = Bumped(AuditTimeline, 2);
+    let mut conn = db.pool.acquire().await.expect("conn").detach();
+    assert!(try_lead(&mut conn, bumped.name()).await.expect("lock"));
+    let outcome = rebuild_on(
+        &mut conn,
+        &db.pool,
+        &bumped,
+        &fast_options(),
+        &mut |_, _| {},
+        Some(1),
+    )
+    .await
+    .expect("a partial rebuild");
+    assert_eq!(outcome, RebuildOutcome::Stopped { events: 10 });
+    conn.close().await.expect("leadership released");
+    assert_eq!(
+        table_digest(&db.pool, "audit_timeline", "event_position").await,
+        old,
+        "readers still see the old version's table"
+    );
+    let stored: i32 =
+        sqlx::query_scalar("select version from projection_checkpoints where name = $1")
+            .bind(bumped.name())
+            .fetch_one(&db.pool)
+            .await
+            .expect("version");
+    assert_eq!(stored, 1);
+
+    // The new code's runtime finishes the rebuild at start and swaps.
+    let runtime = runtime_for(&db.pool, Arc::new(Bumped(AuditTimeline, 2)));
+    runtime.start().await;
+    eventually("version 2 is installed", || async {
+        sqlx::query_scalar::<_, i32>(
+            "select version from projection_checkpoints where name = 'audit_timeline'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .is_ok_and(|version| version == 2)
+    })
+    .await;
+    runtime.stop().await;
+    assert_eq!(
+        table_digest(&db.pool, "audit_timeline", "event_position").await,
+        from_scratch,
+        "row for row what a fold from scratch gives"
+    );
+}
