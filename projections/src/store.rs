@@ -209,6 +209,40 @@ async fn read_settled_columns(
         .await
 }
 
+/// The settled horizon now (`events_settled_horizon()`): transactions
+/// below it are settled. A reader that must see one consistent prefix of
+/// the log across many reads (a verification) takes it once, in its
+/// snapshot, and reads with [`read_settled_below`]: recomputed per read it
+/// can move (it looks at live locks, not the snapshot).
+pub async fn settled_horizon(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select events_settled_horizon()::text::bigint")
+        .fetch_one(conn)
+        .await
+}
+
+/// [`read_settled`] below a fixed `horizon` (see [`settled_horizon`]).
+pub async fn read_settled_below(
+    conn: &mut PgConnection,
+    after: LogPosition,
+    limit: i64,
+    horizon: i64,
+) -> sqlx::Result<Vec<StoredEvent>> {
+    let sql = format!(
+        "select {STORED_EVENT_COLUMNS} from events \
+         where (transaction_id, global_position) > ($1::text::xid8, $2) \
+           and transaction_id < $4::text::xid8 \
+         order by events.transaction_id, events.global_position \
+         limit $3"
+    );
+    sqlx::query_as::<_, StoredEvent>(&sql)
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(limit)
+        .bind(horizon.to_string())
+        .fetch_all(conn)
+        .await
+}
+
 /// The position of the newest committed event visible now, settled or not.
 pub async fn newest_committed(conn: &mut PgConnection) -> sqlx::Result<Option<LogPosition>> {
     let newest: Option<(i64, i64)> = sqlx::query_as(
@@ -707,6 +741,7 @@ pub async fn read_settled_filtered(
             "select {columns}, s.chain_index, s.chain_hash, c.note as checkpoint \
              from events e \
              left join event_seals s on s.global_position = e.global_position \
+               and s.transaction_id = e.transaction_id::text::bigint \
              left join seal_checkpoints c on c.tree_size = s.chain_index \
              where (e.transaction_id, e.global_position) > ($1::text::xid8, $2) \
                and e.transaction_id < (select events_settled_horizon()) \

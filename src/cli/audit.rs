@@ -35,7 +35,11 @@ pub fn keygen(name: &str, out: &Path) -> anyhow::Result<()> {
     file.open(out)
         .and_then(|mut file| writeln!(file, "{private}"))
         .with_context(|| format!("cannot write {}", out.display()))?;
-    std::fs::write(&public, format!("{}\n", key.verifier_key()))
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&public)
+        .and_then(|mut file| writeln!(file, "{}", key.verifier_key()))
         .with_context(|| format!("cannot write {}", public.display()))?;
     eprintln!(
         "signing key written to {} (set SENTRYOPS_SEAL_KEY_FILE to it); \

@@ -36,7 +36,13 @@ const CSV_COLUMNS: [&str; 13] = [
 
 /// Writes every settled event after global position `after`.
 pub async fn export(pool: &PgPool, after: i64, format: ExportFormat) -> anyhow::Result<()> {
-    let mut conn = pool.acquire().await?;
+    // One snapshot for the whole export: the seals on its lines then form
+    // one prefix of the order, as the sealer wrote them, so the export
+    // verifies offline exactly as the log did at that moment.
+    let mut conn = pool.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *conn)
+        .await?;
     let mut cursor = if after <= 0 {
         LogPosition::START
     } else {

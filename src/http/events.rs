@@ -261,6 +261,12 @@ pub async fn verify(
     _caller: Auditor,
     ApiQuery(query): ApiQuery<VerifyQuery>,
 ) -> Result<Response, ApiError> {
+    // One verification at a time per process: each walks the whole log in
+    // one long snapshot on a pooled connection.
+    static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let Ok(_running) = RUNNING.try_acquire() else {
+        return Err(ApiError::Busy);
+    };
     let mut conn = state.pool.acquire().await?;
     let report = sentryops_projections::seal::verify::verify_database(
         &mut conn,

@@ -310,7 +310,8 @@ async fn two_swapped_positions_are_named_at_the_first() {
     .await;
     let (ok, report) = log.verify(&[]);
     assert!(!ok);
-    assert_eq!(report["first_bad_event"]["position"], first, "{report:#}");
+    // The sealed place of the first is no longer what holds it.
+    assert_first_bad(&report, first, "missing");
 }
 
 #[tokio::test]
@@ -550,4 +551,152 @@ async fn checkpoints_come_every_n_events_and_every_t_seconds_on_the_injected_clo
         OffsetDateTime::from_unix_timestamp(1_800_000_060).expect("time"),
         "checkpoint times come from the injected clock"
     );
+}
+
+/// Every stored seal rewritten to match the log, as a forger who knows
+/// the public formula would: (tx, position, hash) by chain index.
+async fn reseal_everything(log: &SealedLog) {
+    let pool = &log.app.app.state().pool;
+    let mut conn = pool.acquire().await.expect("conn");
+    let events = store::read_settled(&mut conn, sentryops_projections::LogPosition::START, 10_000)
+        .await
+        .expect("events");
+    let mut head = sentryops_projections::seal::GENESIS;
+    let mut statements = vec!["delete from event_seals".to_string()];
+    for (index, event) in events.iter().enumerate() {
+        head = sentryops_projections::seal::chain_next(
+            &head,
+            &sentryops_projections::seal::canonical_of(event).expect("canonical"),
+        );
+        let hex: String = head.iter().map(|byte| format!("{byte:02x}")).collect();
+        statements.push(format!(
+            "insert into event_seals values ({}, {}, {}, '\\x{hex}')",
+            index + 1,
+            event.transaction_id,
+            event.global_position
+        ));
+    }
+    log.tamper(&statements.join("; ")).await;
+}
+
+#[tokio::test]
+async fn a_forger_who_rewrites_the_seals_too_is_caught_by_the_signatures() {
+    let log = sealed_log().await;
+    let target = log.tags[4];
+    log.tamper(&format!(
+        "update events set payload = jsonb_set(payload, '{{TagCreated,name}}', '\"tag-X\"') \
+         where global_position = {target}"
+    ))
+    .await;
+    reseal_everything(&log).await;
+    let (ok, report) = log.verify(&[]);
+    assert!(!ok, "{report:#}");
+    assert_eq!(
+        report["first_bad_checkpoint"]["problem"],
+        "contradicted_by_log"
+    );
+    // The stored seals agree with the forgery; the signed heads do not:
+    // the first bad place lies after the last checkpoint that still holds.
+    let last_good = report["last_good_checkpoint"]["tree_size"]
+        .as_i64()
+        .expect("a good checkpoint before the forgery");
+    let target_index: i64 =
+        sqlx::query_scalar("select chain_index from event_seals where global_position = $1")
+            .bind(target)
+            .fetch_one(&log.app.app.state().pool)
+            .await
+            .expect("index");
+    assert_eq!(report["first_bad_event"]["chain_index"], last_good + 1);
+    assert!(last_good < target_index, "{report:#}");
+
+    // And the sealer refuses to sign the forged head when the log grows.
+    let pool = log.app.app.state().pool.clone();
+    store::append(
+        &pool,
+        &[tag_event("after-the-forgery")],
+        &json!({"actor": "system"}),
+    )
+    .await
+    .expect("append");
+    let sealer = Sealer::new(SealOptions {
+        key: Some(log.key.clone()),
+        every_events: 1,
+        every: Duration::from_secs(60),
+        publish_dir: None,
+    });
+    let mut conn = pool.acquire().await.expect("conn");
+    let refused = sentryops_projections::runtime::catch_up(&mut conn, &sealer, 1000, |_, _| {})
+        .await
+        .expect_err("no signature over a forged chain");
+    assert!(
+        format!("{refused:#}").contains("refusing to sign"),
+        "{refused:#}"
+    );
+}
+
+#[tokio::test]
+async fn an_export_stripped_of_or_with_moved_checkpoints_does_not_verify() {
+    let log = sealed_log().await;
+    let export = log.export("full.ndjson");
+    let text = std::fs::read_to_string(&export).expect("export");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    let write = |name: &str, lines: &[Value]| {
+        let path = log.dir.join(name);
+        let body: String = lines.iter().map(|line| format!("{line}\n")).collect();
+        std::fs::write(&path, body).expect("write");
+        path
+    };
+
+    // Without any checkpoint, stored hashes alone prove nothing.
+    let stripped: Vec<Value> = lines
+        .iter()
+        .cloned()
+        .map(|mut line| {
+            line.as_object_mut().expect("object").remove("checkpoint");
+            line
+        })
+        .collect();
+    let (ok, report) = log.verify_offline(&write("stripped.ndjson", &stripped), &[]);
+    assert!(!ok, "{report:#}");
+    assert_eq!(report["first_bad_checkpoint"]["problem"], "missing");
+
+    // A checkpoint moved one line down, past its own event, can no longer
+    // be compared with the chain (a forger would move each one down after
+    // recomputing the hashes of an altered line).
+    let at = lines
+        .iter()
+        .position(|line| line.get("checkpoint").is_some())
+        .expect("a checkpoint");
+    assert!(at + 1 < lines.len());
+    let mut moved = lines.clone();
+    let note = moved[at]
+        .as_object_mut()
+        .expect("object")
+        .remove("checkpoint")
+        .expect("note");
+    moved[at + 1]["checkpoint"] = note;
+    let (ok, report) = log.verify_offline(&write("moved.ndjson", &moved), &[]);
+    assert!(!ok, "{report:#}");
+    assert_eq!(report["first_bad_checkpoint"]["problem"], "misplaced");
+}
+
+#[tokio::test]
+async fn from_a_checkpoint_a_cut_tail_is_still_seen() {
+    let log = sealed_log().await;
+    let last = *log.tags.last().expect("tags");
+    log.tamper(&format!(
+        "delete from events where global_position = {last}"
+    ))
+    .await;
+    let (ok, report) = log.verify(&["--from-checkpoint"]);
+    assert!(!ok, "{report:#}");
+    assert_eq!(
+        report["verified_from"],
+        Value::Null,
+        "the newest checkpoint is not reached: the walk starts at the log's start"
+    );
+    assert_first_bad(&report, last, "missing");
 }

@@ -87,6 +87,16 @@ impl SealKey {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the seal key file {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o077 != 0) {
+                tracing::warn!(
+                    file = %path.display(),
+                    "the seal key file is readable by group or others; make it mode 0600"
+                );
+            }
+        }
         Self::parse(&text).with_context(|| format!("seal key file {}", path.display()))
     }
 
@@ -244,6 +254,11 @@ pub enum CheckpointProblem {
     ContradictedByLog,
     /// Signed, but the log holds fewer events than it covers (a cut tail).
     BeyondLog,
+    /// Signed, but in an export after the event that completes it, where
+    /// it can no longer be compared with the chain.
+    Misplaced,
+    /// The key is known but no checkpoint covers the sealed events.
+    Missing,
 }
 
 #[cfg(test)]

@@ -120,13 +120,12 @@ fn hex_lower(bytes: &[u8]) -> String {
 
 /// The one text of a stored time: UTC, microseconds (PostgreSQL's
 /// precision), `Z`: `2026-12-03T17:53:45.123456Z`.
-pub fn recorded_at_text(at: OffsetDateTime) -> String {
+/// Fails only for a year beyond 9999, which the text cannot hold.
+pub fn recorded_at_text(at: OffsetDateTime) -> anyhow::Result<String> {
     const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
     );
-    at.to_offset(time::UtcOffset::UTC)
-        .format(FORMAT)
-        .unwrap_or_default()
+    Ok(at.to_offset(time::UtcOffset::UTC).format(FORMAT)?)
 }
 
 /// A stored event's payload in sealed form.
@@ -144,7 +143,7 @@ pub fn sealed_payload(event: &StoredEvent) -> anyhow::Result<Value> {
 /// The canonical bytes of a stored event.
 pub fn canonical_of(event: &StoredEvent) -> anyhow::Result<Vec<u8>> {
     let payload = sealed_payload(event)?;
-    let recorded_at = recorded_at_text(event.recorded_at);
+    let recorded_at = recorded_at_text(event.recorded_at)?;
     SealedForm {
         aggregate_id: &event.aggregate_id,
         aggregate_type: &event.aggregate_type,
@@ -172,7 +171,7 @@ pub fn exported_line(sealed: &SealedEvent) -> anyhow::Result<Value> {
         "global_position": event.global_position,
         "transaction_id": event.transaction_id,
         "cursor": event.log_position().cursor(),
-        "recorded_at": recorded_at_text(event.recorded_at),
+        "recorded_at": recorded_at_text(event.recorded_at)?,
         "aggregate_type": event.aggregate_type,
         "aggregate_id": event.aggregate_id,
         "sequence": event.sequence,
@@ -257,23 +256,63 @@ impl Sealer {
         let Some(key) = &self.options.key else {
             return Ok(());
         };
-        let latest: Option<(i64, OffsetDateTime)> = sqlx::query_as(
-            "select tree_size, signed_at from seal_checkpoints order by tree_size desc limit 1",
+        let latest: Option<(i64, OffsetDateTime, Vec<u8>, i64, i64)> = sqlx::query_as(
+            "select tree_size, signed_at, head_hash, transaction_id, global_position \
+             from seal_checkpoints order by tree_size desc limit 1",
         )
         .fetch_optional(&mut *conn)
         .await?;
         let now = (self.clock)();
-        let latest_size = latest.map_or(0, |(size, _)| size);
+        let latest_size = latest.as_ref().map_or(0, |latest| latest.0);
         if tree_size <= latest_size {
             return Ok(());
         }
         let by_count = (tree_size - latest_size) as u64 >= self.options.every_events;
         let by_clock = by_time
-            && latest.is_none_or(|(_, signed_at)| {
-                now - signed_at >= time::Duration::try_from(self.options.every).unwrap_or_default()
+            && latest.as_ref().is_none_or(|latest| {
+                now - latest.1 >= time::Duration::try_from(self.options.every).unwrap_or_default()
             });
         if !(by_count || by_clock) {
             return Ok(());
+        }
+        // Sign only what the log itself says: recompute the chain from the
+        // last signed head over the events since, instead of trusting the
+        // stored seals (rewritten with the events, they would otherwise get
+        // a fresh signature; a rebuild over an altered log likewise).
+        let (mut recomputed, mut cursor) = match &latest {
+            Some((_, _, head, transaction_id, position)) => (
+                <ChainHash>::try_from(head.as_slice()).unwrap_or(GENESIS),
+                LogPosition {
+                    transaction_id: *transaction_id,
+                    position: *position,
+                },
+            ),
+            None => (GENESIS, LogPosition::START),
+        };
+        let mut counted = latest_size;
+        while cursor != last {
+            let batch = crate::store::read_settled(conn, cursor, 1000).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for event in batch.iter().take_while(|event| {
+                (event.transaction_id, event.global_position)
+                    <= (last.transaction_id, last.position)
+            }) {
+                recomputed = chain_next(&recomputed, &canonical_of(event)?);
+                counted += 1;
+                cursor = event.log_position();
+            }
+            if batch.len() < 1000 {
+                break;
+            }
+        }
+        if cursor != last || counted != tree_size || recomputed != *head {
+            anyhow::bail!(
+                "refusing to sign a checkpoint at tree size {tree_size}: the log since the \
+                 checkpoint at tree size {latest_size} does not hash to the sealed head \
+                 (run `sentryops audit verify`)"
+            );
         }
         let note = key.sign(tree_size as u64, head, last, now)?;
         sqlx::query(
@@ -291,15 +330,46 @@ impl Sealer {
         .execute(&mut *conn)
         .await?;
         if let Some(dir) = &self.options.publish_dir {
-            // Written before the batch commits: a checkpoint is a statement
-            // about committed events only, and the same tree size always
-            // has the same head, so publishing early can never mislead.
-            let temporary = dir.join("checkpoint.tmp");
-            std::fs::write(&temporary, &note)
-                .and_then(|()| std::fs::rename(&temporary, dir.join("checkpoint")))
-                .with_context(|| format!("cannot publish the checkpoint in {}", dir.display()))?;
+            publish(dir, tree_size, &note);
         }
         Ok(())
+    }
+}
+
+/// Writes `note` to `dir/checkpoint` unless the file there is as new
+/// already. Best effort: a full disk must not stop the sealing (the
+/// checkpoint is in the database), so a failure is logged. Written before
+/// the batch commits, which cannot mislead: a checkpoint speaks of
+/// committed events only, and a tree size always has the same head.
+fn publish(dir: &std::path::Path, tree_size: i64, note: &str) {
+    let target = dir.join("checkpoint");
+    let published_size = std::fs::read_to_string(&target).ok().and_then(|text| {
+        text.lines()
+            .nth(1)
+            .and_then(|size| size.parse::<i64>().ok())
+    });
+    if published_size.is_some_and(|size| size >= tree_size) {
+        return;
+    }
+    let temporary = dir.join(format!(
+        ".checkpoint.{}.{}.tmp",
+        std::process::id(),
+        tree_size
+    ));
+    let written = std::fs::File::create(&temporary)
+        .and_then(|mut file| {
+            use std::io::Write;
+            file.write_all(note.as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temporary, &target));
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary);
+        tracing::warn!(
+            %error,
+            dir = %dir.display(),
+            "could not publish the newest checkpoint"
+        );
     }
 }
 
@@ -447,8 +517,11 @@ mod tests {
     #[test]
     fn recorded_at_has_one_text() {
         let at = OffsetDateTime::from_unix_timestamp_nanos(1_764_784_425_123_456_000).unwrap();
-        assert_eq!(recorded_at_text(at), "2025-12-03T17:53:45.123456Z");
+        assert_eq!(recorded_at_text(at).unwrap(), "2025-12-03T17:53:45.123456Z");
         let whole = OffsetDateTime::from_unix_timestamp(1_764_784_425).unwrap();
-        assert_eq!(recorded_at_text(whole), "2025-12-03T17:53:45.000000Z");
+        assert_eq!(
+            recorded_at_text(whole).unwrap(),
+            "2025-12-03T17:53:45.000000Z"
+        );
     }
 }

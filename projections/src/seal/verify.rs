@@ -32,8 +32,6 @@ pub enum EventProblem {
     Missing,
     /// An event that was never sealed sits before sealed ones.
     Inserted,
-    /// The event was sealed at another place of the order.
-    Reordered,
 }
 
 /// The first place where the log differs from its seals or checkpoints.
@@ -99,6 +97,10 @@ pub struct VerifyReport {
     pub head: String,
     pub checkpoints_checked: u64,
     pub checkpoints_valid: u64,
+    /// Events up to the last good checkpoint: what a signature vouches
+    /// for. The sealed events after it (at most N events or T seconds'
+    /// worth) are checked against stored hashes only.
+    pub covered_events: u64,
     pub first_bad_event: Option<BadEvent>,
     pub first_bad_checkpoint: Option<BadCheckpoint>,
     /// The newest checkpoint that verified and matched the log.
@@ -142,6 +144,7 @@ impl ChainVerifier {
             head: hash_text(&GENESIS),
             checkpoints_checked: 0,
             checkpoints_valid: 0,
+            covered_events: 0,
             first_bad_event: None,
             first_bad_checkpoint: None,
             last_good_checkpoint: None,
@@ -204,6 +207,26 @@ impl ChainVerifier {
                     detail: detail.to_string(),
                 });
             }
+            Ok(opened)
+                if opened.tree_size as i64 <= self.index
+                    && self
+                        .report
+                        .verified_from
+                        .as_ref()
+                        .is_none_or(|start| opened.tree_size > start.tree_size) =>
+            {
+                // The walk is past it and cannot compare heads any more:
+                // a checkpoint must come before (or with) the event that
+                // completes it, so one moved later is not trusted.
+                self.bad_checkpoint(BadCheckpoint {
+                    tree_size: Some(opened.tree_size),
+                    problem: CheckpointProblem::Misplaced,
+                    detail: format!(
+                        "found after chain index {}, past its own tree size",
+                        self.index
+                    ),
+                });
+            }
             Ok(opened) if opened.tree_size as i64 <= self.index => {
                 // Before the start of a walk from a checkpoint: only its
                 // signature can be checked, and the start's own head.
@@ -238,7 +261,13 @@ impl ChainVerifier {
         match seal {
             Some(seal) => {
                 self.report.sealed_events += 1;
-                if let Some((unsealed_index, unsealed_position)) = self.first_unsealed.take() {
+                // Events read unsealed before a sealed one were sealed all
+                // the same when the seal's index counts them (a read that
+                // raced the sealer); otherwise they were slipped in.
+                let unsealed = self.first_unsealed.take();
+                if let Some((unsealed_index, unsealed_position)) =
+                    unsealed.filter(|_| seal.chain_index < index)
+                {
                     self.bad_event(BadEvent {
                         chain_index: unsealed_index,
                         position: Some(unsealed_position),
@@ -273,19 +302,6 @@ impl ChainVerifier {
                             position.position,
                             seal.chain_index,
                             index - seal.chain_index
-                        ),
-                    });
-                } else if seal.position != position {
-                    self.bad_event(BadEvent {
-                        chain_index: index,
-                        position: Some(position.position),
-                        problem: EventProblem::Reordered,
-                        detail: format!(
-                            "chain index {index} was sealed at {}:{}, not {}:{}",
-                            seal.position.transaction_id,
-                            seal.position.position,
-                            position.transaction_id,
-                            position.position
                         ),
                     });
                 } else if seal.hash != self.head {
@@ -393,6 +409,24 @@ impl ChainVerifier {
                 ),
             });
         }
+        // With a key, sealed events must be covered by a signature:
+        // without one, stored hashes prove nothing (anyone can recompute
+        // them), so a log or export stripped of its checkpoints fails.
+        if self.key.is_some()
+            && self.report.sealed_events > 0
+            && self.report.last_good_checkpoint.is_none()
+        {
+            self.bad_checkpoint(BadCheckpoint {
+                tree_size: None,
+                problem: CheckpointProblem::Missing,
+                detail: "no signed checkpoint covers the sealed events".into(),
+            });
+        }
+        self.report.covered_events = self
+            .report
+            .last_good_checkpoint
+            .as_ref()
+            .map_or(0, |good| good.tree_size);
         self.report.tree_size = self.index as u64;
         self.report.head = hash_text(&self.head);
         self.report.ok =
@@ -401,12 +435,16 @@ impl ChainVerifier {
     }
 }
 
-/// Rows per read of the log and of the seals.
-const BATCH: i64 = 5000;
+/// Rows per read of the log and of the seals (a compliance results
+/// payload can be large: a few batches of them, never the log).
+const BATCH: i64 = 1000;
 
-/// Verifies the log in the database, in one read-only snapshot.
-/// `from_checkpoint`: start at the newest checkpoint that verifies instead
-/// of the start of the log (every checkpoint's signature is still checked).
+/// Verifies the log in the database, in one read-only snapshot and below
+/// one settled horizon taken in it (recomputed per read it could move and
+/// leave seals without their events). `from_checkpoint`: start at the
+/// newest checkpoint that verifies *and* that the log still reaches (its
+/// last event is there and hashes to its head), instead of the start of
+/// the log; every checkpoint's signature is still checked.
 pub async fn verify_database(
     conn: &mut PgConnection,
     key: Option<SealVerifier>,
@@ -417,17 +455,23 @@ pub async fn verify_database(
     sqlx::query("set transaction isolation level repeatable read, read only")
         .execute(&mut *tx)
         .await?;
+    let horizon = store::settled_horizon(&mut tx).await?;
     let checkpoints: Vec<(i64, String)> =
         sqlx::query_as("select tree_size, note from seal_checkpoints order by tree_size")
             .fetch_all(&mut *tx)
             .await?;
-    let start = match (&key, from_checkpoint) {
-        (Some(key), true) => checkpoints
-            .iter()
-            .rev()
-            .find_map(|(_, note)| key.open(note).ok()),
-        _ => None,
-    };
+    let mut start = None;
+    if let (Some(key), true) = (&key, from_checkpoint) {
+        for (_, note) in checkpoints.iter().rev() {
+            let Ok(opened) = key.open(note) else {
+                continue;
+            };
+            if anchor_holds(&mut tx, &opened, horizon).await? {
+                start = Some(opened);
+            }
+            break;
+        }
+    }
     let mut verifier = match (&key, &start) {
         (Some(key), Some(start)) => ChainVerifier::from_checkpoint(key.clone(), start),
         _ => ChainVerifier::new(key),
@@ -447,7 +491,7 @@ pub async fn verify_database(
     let (mut events_done, mut seals_done) = (false, false);
     loop {
         if events.is_empty() && !events_done {
-            let batch = store::read_settled(&mut tx, event_cursor, BATCH).await?;
+            let batch = store::read_settled_below(&mut tx, event_cursor, BATCH, horizon).await?;
             events_done = (batch.len() as i64) < BATCH;
             if let Some(last) = batch.last() {
                 event_cursor = last.log_position();
@@ -455,37 +499,78 @@ pub async fn verify_database(
             events.extend(batch);
         }
         if seals.is_empty() && !seals_done {
-            let batch = read_seals(&mut tx, seal_cursor, BATCH).await?;
+            let batch = read_seals(&mut tx, seal_cursor, BATCH, horizon).await?;
             seals_done = (batch.len() as i64) < BATCH;
             if let Some(last) = batch.last() {
                 seal_cursor = last.chain_index;
             }
             seals.extend(batch);
         }
-        match (events.front(), seals.front()) {
+        match (events.pop_front(), seals.front().copied()) {
             (None, None) => break,
-            (None, Some(_)) => verifier.orphan_seal(seals.pop_front().expect("front")),
+            (None, Some(seal)) => {
+                seals.pop_front();
+                verifier.orphan_seal(seal);
+            }
             (Some(event), seal) => {
                 let position = event.log_position();
                 match seal {
                     Some(seal) if seal.position == position => {
-                        let seal = seals.pop_front();
-                        let event = events.pop_front().expect("front");
-                        verifier.event(position, &canonical_of(&event)?, seal);
+                        seals.pop_front();
+                        verifier.event(position, &canonical_of(&event)?, Some(seal));
                     }
                     Some(seal) if order_key(seal.position) < order_key(position) => {
-                        verifier.orphan_seal(seals.pop_front().expect("front"));
+                        seals.pop_front();
+                        verifier.orphan_seal(seal);
+                        events.push_front(event);
                     }
-                    _ => {
-                        let event = events.pop_front().expect("front");
-                        verifier.event(position, &canonical_of(&event)?, None);
-                    }
+                    _ => verifier.event(position, &canonical_of(&event)?, None),
                 }
             }
         }
     }
     tx.rollback().await?;
     Ok(verifier.finish())
+}
+
+/// Whether the log still reaches `checkpoint`: the seal at its tree size
+/// names its last event, that event is there, and it hashes, after the
+/// seal before it, to the checkpoint's head.
+async fn anchor_holds(
+    conn: &mut PgConnection,
+    checkpoint: &OpenedCheckpoint,
+    horizon: i64,
+) -> anyhow::Result<bool> {
+    let size = checkpoint.tree_size as i64;
+    let seals = read_seals(conn, size - 2, 2, horizon).await?;
+    let (previous, at) = match seals.as_slice() {
+        [at] if size == 1 && at.chain_index == 1 => (GENESIS, *at),
+        [before, at] if before.chain_index == size - 1 && at.chain_index == size => {
+            (before.hash, *at)
+        }
+        _ => return Ok(false),
+    };
+    if at.position != checkpoint.last {
+        return Ok(false);
+    }
+    let before =
+        store::read_settled_below(conn, before_position(checkpoint.last), 1, horizon).await?;
+    let Some(event) = before
+        .first()
+        .filter(|event| event.log_position() == checkpoint.last)
+    else {
+        return Ok(false);
+    };
+    Ok(chain_next(&previous, &canonical_of(event)?) == checkpoint.head)
+}
+
+/// The place just before `position` in the order (so a read "after" it
+/// starts at `position` itself).
+fn before_position(position: LogPosition) -> LogPosition {
+    LogPosition {
+        transaction_id: position.transaction_id,
+        position: position.position - 1,
+    }
 }
 
 fn order_key(position: LogPosition) -> (i64, i64) {
@@ -496,13 +581,15 @@ async fn read_seals(
     conn: &mut PgConnection,
     after_index: i64,
     limit: i64,
+    horizon: i64,
 ) -> sqlx::Result<Vec<SealRow>> {
     let rows: Vec<(i64, i64, i64, Vec<u8>)> = sqlx::query_as(
         "select chain_index, transaction_id, global_position, chain_hash from event_seals \
-         where chain_index > $1 order by chain_index limit $2",
+         where chain_index > $1 and transaction_id < $3 order by chain_index limit $2",
     )
     .bind(after_index)
     .bind(limit)
+    .bind(horizon)
     .fetch_all(conn)
     .await?;
     Ok(rows
