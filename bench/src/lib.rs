@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sentryops_projections::testing::with_database;
 use sentryops_projections::MIGRATOR;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -25,11 +26,8 @@ pub async fn fresh_database(label: &str, connections: u32) -> anyhow::Result<(St
     sqlx::query(&format!("create database \"{name}\""))
         .execute(&mut admin)
         .await?;
-    let (base, _) = admin_url()
-        .rsplit_once('/')
-        .map(|(base, db)| (base.to_string(), db.to_string()))
-        .ok_or_else(|| anyhow::anyhow!("database URL without a path"))?;
-    let url = format!("{base}/{name}");
+    // The URL's parameters (sslmode, ...) carry over to the new database.
+    let url = with_database(&admin_url(), &name);
     let pool = PgPoolOptions::new()
         .max_connections(connections)
         .connect(&url)

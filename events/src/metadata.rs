@@ -188,10 +188,11 @@ impl EventMetadata {
         })
     }
 
-    /// Reads metadata from the stored JSON object (the store's `metadata`
-    /// column). Non-string values are refused rather than guessed at.
-    pub fn from_json(value: &serde_json::Value) -> Result<Self, MetadataError> {
-        let map = HashMap::<String, String>::deserialize(value)
+    /// Reads metadata from the stored JSON text (the store's `metadata`
+    /// column), straight into the map, without a `serde_json::Value` tree.
+    /// Non-string values are refused rather than guessed at.
+    pub fn from_json_text(text: &str) -> Result<Self, MetadataError> {
+        let map = serde_json::from_str::<HashMap<String, String>>(text)
             .map_err(|_| MetadataError::InvalidValue("metadata"))?;
         Self::from_map(&map)
     }

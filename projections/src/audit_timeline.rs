@@ -1,17 +1,20 @@
 //! `audit_timeline`: one row per event of every aggregate (SPEC section 7),
 //! the read model behind `GET /api/v1/audit`.
 //!
-//! A batch becomes one multi-row insert (`unnest` of arrays), which keeps a
-//! rebuild over millions of events fast. Row ids are derived from the event
-//! position, so a rebuild reproduces the live table row for row.
+//! A batch becomes one binary `COPY` ([`crate::copy`]), which keeps a
+//! rebuild over millions of events fast. A batch is applied exactly once
+//! (its transaction also moves the checkpoint), so plain inserts suffice: a
+//! row that is already there fails the batch loudly instead of being
+//! skipped, since it could only mean a broken checkpoint. Row ids are
+//! derived from the event position, so a rebuild reproduces the live table
+//! row for row.
 
 use async_trait::async_trait;
-use sentryops_events::{describe, EventMetadata};
-use serde_json::Value;
+use sentryops_events::describe;
 use sqlx::PgConnection;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::copy::BinaryCopy;
 use crate::projection::Projection;
 use crate::store::StoredEvent;
 
@@ -26,22 +29,12 @@ pub fn audit_entry_id(position: i64) -> Uuid {
     Uuid::new_v5(&AUDIT_ID_NAMESPACE, &position.to_be_bytes())
 }
 
-#[derive(Default)]
-struct Columns {
-    position: Vec<i64>,
-    id: Vec<Uuid>,
-    created_at: Vec<OffsetDateTime>,
-    actor_id: Vec<String>,
-    action: Vec<String>,
-    entity_type: Vec<String>,
-    entity_id: Vec<String>,
-    before: Vec<Option<Value>>,
-    after: Vec<Option<Value>>,
-    source_ip: Vec<Option<String>>,
-    user_agent: Vec<Option<String>>,
-    request_id: Vec<Option<String>>,
-    correlation_id: Vec<Option<String>>,
-}
+/// The columns a batch writes, in the `COPY`'s order.
+const COPY_STATEMENT: &str =
+    "copy audit_timeline (event_position, id, created_at, actor_id, action, \
+     entity_type, entity_id, before, after, source_ip, user_agent, request_id, correlation_id) \
+     from stdin (format binary)";
+const COPY_FIELDS: i16 = 13;
 
 #[async_trait]
 impl Projection for AuditTimeline {
@@ -58,7 +51,10 @@ impl Projection for AuditTimeline {
     }
 
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
-        let mut columns = Columns::default();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut copy = BinaryCopy::start(conn, COPY_STATEMENT).await?;
         for event in events {
             let facts = describe(
                 &event.aggregate_type,
@@ -68,59 +64,26 @@ impl Projection for AuditTimeline {
             );
             // Metadata that does not parse still gets an entry: the timeline
             // never drops an event; it records an unknown actor instead.
-            let metadata = EventMetadata::from_json(&event.metadata).ok();
-            columns.position.push(event.global_position);
-            columns.id.push(audit_entry_id(event.global_position));
-            columns.created_at.push(
-                metadata
-                    .as_ref()
-                    .map_or(event.recorded_at, |metadata| metadata.occurred_at),
-            );
-            columns.actor_id.push(metadata.as_ref().map_or_else(
-                || "unknown".to_string(),
-                |metadata| metadata.actor.to_string(),
-            ));
-            columns.action.push(facts.action);
-            columns.entity_type.push(event.aggregate_type.clone());
-            columns.entity_id.push(event.aggregate_id.clone());
-            columns.before.push(facts.before);
-            columns.after.push(facts.after);
+            let metadata = event.event_metadata().ok();
             let metadata = metadata.as_ref();
-            columns.source_ip.push(metadata.and_then(|m| m.ip.clone()));
-            columns
-                .user_agent
-                .push(metadata.and_then(|m| m.user_agent.clone()));
-            columns
-                .request_id
-                .push(metadata.and_then(|m| m.request_id.clone()));
-            columns
-                .correlation_id
-                .push(metadata.and_then(|m| m.correlation_id.clone()));
+            let actor = metadata.map(|metadata| metadata.actor.to_string());
+            copy.row(COPY_FIELDS)
+                .int8(event.global_position)
+                .uuid(audit_entry_id(event.global_position))
+                .timestamptz(metadata.map_or(event.recorded_at, |metadata| metadata.occurred_at))
+                .text(actor.as_deref().unwrap_or("unknown"))
+                .text(&facts.action)
+                .text(&event.aggregate_type)
+                .text(&event.aggregate_id)
+                .jsonb_or_null(facts.before.as_ref())
+                .jsonb_or_null(facts.after.as_ref())
+                .text_or_null(metadata.and_then(|m| m.ip.as_deref()))
+                .text_or_null(metadata.and_then(|m| m.user_agent.as_deref()))
+                .text_or_null(metadata.and_then(|m| m.request_id.as_deref()))
+                .text_or_null(metadata.and_then(|m| m.correlation_id.as_deref()));
+            copy.flush_if_full().await?;
         }
-        sqlx::query(
-            "insert into audit_timeline (event_position, id, created_at, actor_id, action, \
-                 entity_type, entity_id, before, after, source_ip, user_agent, request_id, \
-                 correlation_id) \
-             select * from unnest($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], \
-                 $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::jsonb[], $10::text[], \
-                 $11::text[], $12::text[], $13::text[]) \
-             on conflict (event_position) do nothing",
-        )
-        .bind(&columns.position)
-        .bind(&columns.id)
-        .bind(&columns.created_at)
-        .bind(&columns.actor_id)
-        .bind(&columns.action)
-        .bind(&columns.entity_type)
-        .bind(&columns.entity_id)
-        .bind(&columns.before)
-        .bind(&columns.after)
-        .bind(&columns.source_ip)
-        .bind(&columns.user_agent)
-        .bind(&columns.request_id)
-        .bind(&columns.correlation_id)
-        .execute(conn)
-        .await?;
+        copy.finish().await?;
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 pub mod audit_timeline;
 pub mod cmdb;
 pub mod compliance;
+pub mod copy;
 pub mod projection;
 pub mod rebuild;
 pub mod runtime;

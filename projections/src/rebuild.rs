@@ -216,15 +216,17 @@ enum IndexKind {
     NonUnique,
 }
 
-/// Creates on the shadow tables the live tables' indexes of `kind` that
-/// back no constraint, under the same names, so that index names stay
-/// stable across rebuilds. Idempotent, for a rebuild that resumes.
-async fn create_indexes(
+/// The statements that create on the shadow tables the live tables'
+/// indexes of `kind` that back no constraint, under the same names (index
+/// names stay stable across rebuilds). Each is idempotent, for a rebuild
+/// that resumes.
+async fn index_definitions(
     conn: &mut PgConnection,
     projection: &dyn Projection,
     schema: &str,
     kind: IndexKind,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
+    let mut statements = Vec::new();
     for table in projection.tables() {
         let definitions: Vec<String> = sqlx::query_scalar(
             "select i.indexdef from pg_indexes i \
@@ -243,18 +245,58 @@ async fn create_indexes(
                 definition.contains(&live_table),
                 "unexpected index definition on {table}: {definition}"
             );
-            let shadow = definition
-                .replacen(&live_table, &format!(" ON \"{schema}\".\"{table}\" "), 1)
-                .replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
-                .replacen(
-                    "CREATE UNIQUE INDEX ",
-                    "CREATE UNIQUE INDEX IF NOT EXISTS ",
-                    1,
-                );
-            sqlx::query(&shadow).execute(&mut *conn).await?;
+            statements.push(
+                definition
+                    .replacen(&live_table, &format!(" ON \"{schema}\".\"{table}\" "), 1)
+                    .replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+                    .replacen(
+                        "CREATE UNIQUE INDEX ",
+                        "CREATE UNIQUE INDEX IF NOT EXISTS ",
+                        1,
+                    ),
+            );
         }
     }
+    Ok(statements)
+}
+
+/// Creates the indexes of `kind` on `conn`, one after the other.
+async fn create_indexes(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    schema: &str,
+    kind: IndexKind,
+) -> anyhow::Result<()> {
+    for statement in index_definitions(conn, projection, schema, kind).await? {
+        sqlx::query(&statement).execute(&mut *conn).await?;
+    }
     Ok(())
+}
+
+/// Builds the deferred indexes after the fill, [`INDEX_BUILDS_AT_ONCE`] at
+/// a time, each on its own pool connection and in its own transaction: an
+/// index build is one sort on one backend, so two overlap on two cores.
+/// A build that fails leaves the others built; the resumed rebuild skips
+/// them (`IF NOT EXISTS`).
+async fn build_deferred_indexes(
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    projection: &dyn Projection,
+    schema: &str,
+) -> anyhow::Result<()> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    let statements = index_definitions(conn, projection, schema, IndexKind::NonUnique).await?;
+    stream::iter(statements)
+        .map(|statement| async move {
+            let mut tx = pool.begin().await?;
+            sqlx::query(INDEX_BUILD_MEMORY).execute(&mut *tx).await?;
+            sqlx::query(&statement).execute(&mut *tx).await?;
+            tx.commit().await?;
+            anyhow::Ok(())
+        })
+        .buffer_unordered(INDEX_BUILDS_AT_ONCE)
+        .try_collect::<()>()
+        .await
 }
 
 /// Rebuilds `projection` on `conn`, which must lead it. Resumes a rebuild
@@ -299,30 +341,43 @@ pub async fn rebuild_on(
     progress(done, total);
 
     let fill_started = std::time::Instant::now();
-    let mut reader = pool.acquire().await?;
-    let mut events = store::read_settled_for_projection(
-        &mut reader,
-        projection,
+    // Reading, folding and writing overlap: a task on its own connection
+    // reads batch after batch ahead (up to two waiting), the fold runs
+    // here, and the projection's writes stream to the server as they are
+    // built (binary `COPY`), so each of the three can use its own core.
+    let (sender, mut batches) = tokio::sync::mpsc::channel(2);
+    let mut reader_task = Some(tokio::spawn(read_ahead(
+        pool.acquire().await?,
+        projection.reads_large_payloads(),
         checkpoint,
         options.rebuild_batch_size,
-    )
-    .await?;
-    let mut batches = 0usize;
+        sender,
+    )));
+    let mut reader = None;
+    let mut events = batches.recv().await.unwrap_or_else(|| Ok(Vec::new()))?;
+    let mut batches_applied = 0usize;
     let mut settle_waited = Duration::ZERO;
     let mut settle_target: Option<LogPosition> = None;
     loop {
         let Some(last) = events.last().map(|event| event.log_position()) else {
-            // The fill ran dry. Events committed by now but not yet settled
-            // (an older transaction is open somewhere in the cluster, in any
-            // database) would be left to the runner after the swap: read on
-            // up to the newest event committed when the fill first ran dry,
-            // waiting a bounded time for it to settle, so that a rebuild
-            // done while nothing runs the projections still ends caught up.
-            // The target is fixed: under steady writes the fill must not
-            // chase the log (the swap drains what came since).
+            // The fill ran dry (the reading task has ended). Events
+            // committed by now but not yet settled (an older transaction is
+            // open somewhere in the cluster, in any database) would be left
+            // to the runner after the swap: read on up to the newest event
+            // committed when the fill first ran dry, waiting a bounded time
+            // for it to settle, so that a rebuild done while nothing runs
+            // the projections still ends caught up. The target is fixed:
+            // under steady writes the fill must not chase the log (the swap
+            // drains what came since).
+            if let Some(task) = reader_task.take() {
+                reader = Some(task.await.context("the rebuild's reading task failed")?);
+            }
+            let Some(reader) = reader.as_mut() else {
+                unreachable!("the reading task hands its connection back")
+            };
             let target = match settle_target {
                 Some(target) => target,
-                None => match store::newest_committed(&mut reader).await? {
+                None => match store::newest_committed(reader).await? {
                     Some(newest) => *settle_target.insert(newest),
                     None => break,
                 },
@@ -339,7 +394,7 @@ pub async fn rebuild_on(
                 break;
             }
             events = store::read_settled_for_projection(
-                &mut reader,
+                reader,
                 projection,
                 checkpoint,
                 options.rebuild_batch_size,
@@ -352,55 +407,42 @@ pub async fn rebuild_on(
             continue;
         };
         let mut tx = conn.begin().await?;
+        // A shadow batch need not wait for its commit to be flushed: its
+        // progress is in the same transaction, so a crash loses both
+        // together and the rebuild resumes from what did reach the disk.
         sqlx::query(&format!("set local search_path to \"{schema}\", public"))
             .execute(&mut *tx)
             .await?;
-        let apply = async {
-            projection.apply(&mut tx, &events).await.with_context(|| {
-                format!("projection {name} failed rebuilding a batch ending at {last:?}")
-            })?;
-            sqlx::query(
-                "update projection_checkpoints \
-                 set rebuild_transaction_id = $2, rebuild_position = $3, updated_at = now() \
-                 where name = $1",
-            )
-            .bind(name)
-            .bind(last.transaction_id)
-            .bind(last.position)
+        sqlx::query("set local synchronous_commit to off")
             .execute(&mut *tx)
             .await?;
-            anyhow::Ok(())
-        };
-        let full = events.len() as i64 == options.rebuild_batch_size;
-        let prefetch = async {
-            if full {
-                store::read_settled_for_projection(
-                    &mut reader,
-                    projection,
-                    last,
-                    options.rebuild_batch_size,
-                )
-                .await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let (applied, next) = tokio::join!(apply, prefetch);
-        applied?;
+        projection.apply(&mut tx, &events).await.with_context(|| {
+            format!("projection {name} failed rebuilding a batch ending at {last:?}")
+        })?;
+        sqlx::query(
+            "update projection_checkpoints \
+             set rebuild_transaction_id = $2, rebuild_position = $3, updated_at = now() \
+             where name = $1",
+        )
+        .bind(name)
+        .bind(last.transaction_id)
+        .bind(last.position)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         checkpoint = last;
         done += events.len() as u64;
         progress(done, total.max(done));
-        batches += 1;
-        if stop_after_batches == Some(batches) {
+        batches_applied += 1;
+        if stop_after_batches == Some(batches_applied) {
             return Ok(RebuildOutcome::Stopped { events: done });
         }
-        events = next?;
+        events = batches.recv().await.unwrap_or_else(|| Ok(Vec::new()))?;
     }
     drop(reader);
     let fill_ms = fill_started.elapsed().as_millis() as u64;
     let indexes_started = std::time::Instant::now();
-    create_indexes(conn, projection, &schema, IndexKind::NonUnique).await?;
+    build_deferred_indexes(conn, pool, projection, &schema).await?;
     let indexes_ms = indexes_started.elapsed().as_millis() as u64;
     let swap_started = std::time::Instant::now();
 
@@ -470,6 +512,43 @@ pub async fn rebuild_on(
     );
     Ok(RebuildOutcome::Completed { events: done })
 }
+
+/// Reads the log after `after` in batches of `limit` and sends them on, up
+/// to the first batch that is not full (which may be empty) or the first
+/// error; then hands its connection back. Stops early when the receiver is
+/// gone (the rebuild stopped or failed).
+async fn read_ahead(
+    mut reader: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    large_payloads: bool,
+    mut after: LogPosition,
+    limit: i64,
+    sender: tokio::sync::mpsc::Sender<sqlx::Result<Vec<store::StoredEvent>>>,
+) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
+    loop {
+        let batch = store::read_settled_batch(&mut reader, large_payloads, after, limit).await;
+        let next = match &batch {
+            Ok(events) if events.len() as i64 == limit => events.last().map(|e| e.log_position()),
+            _ => None,
+        };
+        if sender.send(batch).await.is_err() {
+            break;
+        }
+        match next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    reader
+}
+
+/// The sort memory for building a shadow table's deferred indexes: a
+/// million-row audit timeline sorts in memory instead of in temporary
+/// files. It is the server's memory, for the length of that transaction.
+const INDEX_BUILD_MEMORY: &str = "set local maintenance_work_mem to '256MB'";
+
+/// How many deferred indexes are built at once, each with
+/// [`INDEX_BUILD_MEMORY`] of the server's memory.
+const INDEX_BUILDS_AT_ONCE: usize = 2;
 
 /// How long a rebuild waits, before its swap, for committed events that an
 /// older open transaction keeps from settling; and how often it looks.

@@ -46,7 +46,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
             batch_size: 1000,
-            rebuild_batch_size: 5000,
+            rebuild_batch_size: 10_000,
             poll_interval: Duration::from_millis(500),
             settle_retry: Duration::from_millis(5),
             standby_interval: Duration::from_secs(1),

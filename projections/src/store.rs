@@ -22,7 +22,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::stream::BoxStream;
-use sentryops_events::{AnyEvent, DecodeError, LogEvent};
+use sentryops_events::metadata::MetadataError;
+use sentryops_events::{AnyEvent, DecodeError, EventMetadata, LogEvent};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
@@ -65,7 +66,10 @@ pub struct StoredEvent {
     pub event_version: String,
     /// `None` when the read left it out ([`PROJECTED_EVENT_COLUMNS`]).
     pub payload: Option<String>,
-    pub metadata: serde_json::Value,
+    /// The stored metadata object as JSON text, parsed on demand
+    /// ([`StoredEvent::event_metadata`]): most readers need a field or two,
+    /// or none.
+    pub metadata: String,
     pub recorded_at: OffsetDateTime,
 }
 
@@ -87,6 +91,11 @@ impl StoredEvent {
                 event_type: self.event_type.clone(),
             })?;
         sentryops_events::decode(&self.event_type, &self.event_version, payload)
+    }
+
+    /// The metadata the command wrote, parsed.
+    pub fn event_metadata(&self) -> Result<EventMetadata, MetadataError> {
+        EventMetadata::from_json_text(&self.metadata)
     }
 
     /// The event, decoded whatever its aggregate type.
@@ -142,7 +151,7 @@ fn decoded<E: LogEvent>(stored: StoredEvent) -> Result<Recorded<E>, ReadError> {
 
 /// The columns of [`StoredEvent`], for every reader of the log.
 pub const STORED_EVENT_COLUMNS: &str = "global_position, transaction_id::text::bigint as transaction_id, \
-     aggregate_type, aggregate_id, sequence, event_type, event_version, payload::text as payload, metadata, recorded_at";
+     aggregate_type, aggregate_id, sequence, event_type, event_version, payload::text as payload, metadata::text as metadata, recorded_at";
 
 /// [`STORED_EVENT_COLUMNS`] as projection runners read them: the payload
 /// of a `ComplianceResultsRecorded` event (up to a few hundred KiB of
@@ -155,7 +164,7 @@ pub const STORED_EVENT_COLUMNS: &str = "global_position, transaction_id::text::b
 pub const PROJECTED_EVENT_COLUMNS: &str = "global_position, transaction_id::text::bigint as transaction_id, \
      aggregate_type, aggregate_id, sequence, event_type, event_version, \
      case when event_type = 'ComplianceResultsRecorded' then null else payload::text end as payload, \
-     metadata, recorded_at";
+     metadata::text as metadata, recorded_at";
 
 /// Up to `limit` settled events after `after`, in global order, with every
 /// payload.
@@ -176,7 +185,18 @@ pub async fn read_settled_for_projection(
     after: LogPosition,
     limit: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
-    let columns = if projection.reads_large_payloads() {
+    read_settled_batch(conn, projection.reads_large_payloads(), after, limit).await
+}
+
+/// [`read_settled_for_projection`] by what the projection asks for, for a
+/// reader that runs apart from it (the rebuild's reading task).
+pub async fn read_settled_batch(
+    conn: &mut PgConnection,
+    large_payloads: bool,
+    after: LogPosition,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredEvent>> {
+    let columns = if large_payloads {
         STORED_EVENT_COLUMNS
     } else {
         PROJECTED_EVENT_COLUMNS
@@ -361,7 +381,7 @@ struct OptionalStoredEvent {
     event_type: Option<String>,
     event_version: Option<String>,
     payload: Option<String>,
-    metadata: Option<serde_json::Value>,
+    metadata: Option<String>,
     recorded_at: Option<OffsetDateTime>,
 }
 

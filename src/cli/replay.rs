@@ -59,7 +59,9 @@ async fn fold<E: LogEvent, S: Serialize>(
             sequence: stored.sequence,
             global_position: stored.global_position,
             recorded_at: stored.recorded_at.format(&Rfc3339)?,
-            actor: stored.metadata.get("actor").cloned().unwrap_or(Value::Null),
+            actor: stored.event_metadata().map_or(Value::Null, |metadata| {
+                Value::String(metadata.actor.to_string())
+            }),
             event_type: stored.event_type,
             event_version: stored.event_version,
             state: state_json,

@@ -144,13 +144,14 @@ pub fn sealed_payload(event: &StoredEvent) -> anyhow::Result<Value> {
 pub fn canonical_of(event: &StoredEvent) -> anyhow::Result<Vec<u8>> {
     let payload = sealed_payload(event)?;
     let recorded_at = recorded_at_text(event.recorded_at)?;
+    let metadata: Value = serde_json::from_str(&event.metadata)?;
     SealedForm {
         aggregate_id: &event.aggregate_id,
         aggregate_type: &event.aggregate_type,
         event_type: &event.event_type,
         event_version: &event.event_version,
         global_position: event.global_position,
-        metadata: &event.metadata,
+        metadata: &metadata,
         payload: &payload,
         recorded_at: &recorded_at,
         sequence: event.sequence,
@@ -178,7 +179,7 @@ pub fn exported_line(sealed: &SealedEvent) -> anyhow::Result<Value> {
         "event_type": event.event_type,
         "event_version": event.event_version,
         "payload": sealed_payload(event)?,
-        "metadata": event.metadata,
+        "metadata": serde_json::from_str::<Value>(&event.metadata)?,
         "chain_index": sealed.chain_index,
         "chain_hash": sealed
             .chain_hash

@@ -961,7 +961,7 @@ pub async fn history(
                 &stored.event_version,
                 stored.payload.as_deref(),
             );
-            let metadata = EventMetadata::from_json(&stored.metadata).ok();
+            let metadata = stored.event_metadata().ok();
             HistoryEntry {
                 version: stored.sequence,
                 action: facts.action,
