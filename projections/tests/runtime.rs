@@ -214,7 +214,7 @@ async fn a_rebuild_stopped_midway_resumes_exactly_once() {
     // Events keep arriving while the rebuild is stopped.
     append_many(&db.pool, "b", 7).await;
     wait_settled(&db.pool).await;
-    drop(conn);
+    end_session(conn, &db.pool).await;
 
     let mut conn = db.pool.acquire().await.expect("conn").detach();
     assert!(try_lead(&mut conn, "counting").await.expect("lock"));
@@ -759,7 +759,7 @@ async fn a_version_bump_rebuilds_what_a_fold_from_scratch_gives_while_the_old_ta
     .await
     .expect("a partial rebuild");
     assert_eq!(outcome, RebuildOutcome::Stopped { events: 10 });
-    conn.close().await.expect("leadership released");
+    end_session(conn, &db.pool).await;
     assert_eq!(
         table_digest(&db.pool, "audit_timeline", "event_position").await,
         old,

@@ -180,6 +180,28 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// Closes a connection the way a crashed runner's ends, and waits until its
+/// backend is gone: PostgreSQL releases a session's advisory locks only when
+/// the backend exits, a moment after the client hangs up.
+pub async fn end_session(mut conn: sqlx::PgConnection, pool: &PgPool) {
+    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .expect("backend pid");
+    sqlx::Connection::close(conn).await.expect("close");
+    eventually("the closed session's backend exits", || async {
+        sqlx::query_scalar::<_, bool>(
+            "select not exists (select 1 from pg_stat_activity where pid = $1) \
+             and not exists (select 1 from pg_locks where pid = $1)",
+        )
+        .bind(pid)
+        .fetch_one(pool)
+        .await
+        .unwrap_or(false)
+    })
+    .await;
+}
+
 /// Waits until every committed event is settled (below the snapshot
 /// horizon). Tests share one PostgreSQL cluster, and another test's open
 /// transaction holds the horizon back for everybody.
