@@ -85,6 +85,65 @@ pub fn user_registered_payload(n: u64) -> serde_json::Value {
     }})
 }
 
+/// Seeds `events` `UserRegistered` events (each with a password hash to
+/// seal as a digest, and full metadata) in transactions of 10,000, through
+/// SQL so this process never holds the log in memory; then vacuums.
+pub async fn seed_user_registered_events(pool: &PgPool, events: u64) -> anyhow::Result<()> {
+    let payload = user_registered_payload(0);
+    let metadata = serde_json::to_value(sentryops_events::EventMetadata::system().to_map())?;
+    let mut seeded = 0u64;
+    while seeded < events {
+        let chunk = (events - seeded).min(10_000);
+        sqlx::query(
+            "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             select 'user', gen_random_uuid()::text, 1, 'UserRegistered', '1.0', \
+                    jsonb_set($1, '{UserRegistered,email}', to_jsonb('user' || i || '@bench.example')), \
+                    jsonb_set($2, '{request_id}', to_jsonb('req-' || i)) \
+             from generate_series($3::bigint, $4::bigint) as i",
+        )
+        .bind(&payload)
+        .bind(&metadata)
+        .bind(seeded as i64 + 1)
+        .bind((seeded + chunk) as i64)
+        .execute(pool)
+        .await?;
+        seeded += chunk;
+    }
+    sqlx::query("vacuum analyze events").execute(pool).await?;
+    Ok(())
+}
+
+/// The `events export` path into `out`: every settled event in global
+/// order, with its chain hash, one NDJSON line each, read in batches of
+/// 5,000. Returns how many were written. The baseline of the tamper
+/// evidence and `GET /events` benchmarks.
+pub async fn export_log(
+    conn: &mut PgConnection,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<u64> {
+    use sentryops_projections::seal::write_exported_line;
+    use sentryops_projections::store::{read_settled_filtered, LogFilter};
+    let mut cursor = sentryops_projections::LogPosition::START;
+    let mut exported = 0u64;
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        let batch = read_settled_filtered(conn, cursor, 5000, &LogFilter::default()).await?;
+        let Some(last) = batch.last().map(|sealed| sealed.event.log_position()) else {
+            break;
+        };
+        for sealed in &batch {
+            line.clear();
+            write_exported_line(sealed, &mut line)?;
+            line.push(b'\n');
+            out.write_all(&line)?;
+        }
+        exported += batch.len() as u64;
+        cursor = last;
+    }
+    out.flush()?;
+    Ok(exported)
+}
+
 /// Starts the service on a runtime (and threads) of its own, so that the
 /// load generator's scheduling does not share its workers; returns its
 /// address, its state, and the sender that stops it.
@@ -120,4 +179,125 @@ pub fn serve(
     });
     let (addr, state) = ready_rx.recv()??;
     Ok((addr, state, stop_tx))
+}
+
+/// One commit of [`steady_appends`]: where the event landed, when the
+/// commit returned, and how long the append (begin to commit) took.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit {
+    pub position: sentryops_projections::LogPosition,
+    pub committed_at: std::time::Instant,
+    pub latency: Duration,
+}
+
+/// Appends `UserRegistered` events as single-event transactions at a steady
+/// `rate` per second for `seconds`, spread over `writers` connections to
+/// `url` (each commit waits for its WAL flush, so one connection alone
+/// tops out near 1 / fsync time), the way the command path writes them (a
+/// payload with a secret to seal, full metadata). Ticks missed by a slow
+/// commit are caught up in a burst. Commits come back in commit order.
+pub async fn steady_appends(
+    url: &str,
+    rate: u64,
+    seconds: u64,
+    writers: u64,
+) -> anyhow::Result<Vec<Commit>> {
+    let metadata = serde_json::to_value(sentryops_events::EventMetadata::system().to_map())?;
+    let per_writer = rate * seconds / writers;
+    let interval = Duration::from_secs_f64(writers as f64 / rate as f64);
+    let mut tasks = Vec::new();
+    for writer_index in 0..writers {
+        let mut writer = PgConnection::connect(url).await?;
+        let metadata = metadata.clone();
+        tasks.push(tokio::spawn(async move {
+            // Writers start spread over one interval, not all at once.
+            tokio::time::sleep(interval.mul_f64(writer_index as f64 / writers as f64)).await;
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut commits = Vec::with_capacity(per_writer as usize);
+            for n in 0..per_writer {
+                ticker.tick().await;
+                let started = std::time::Instant::now();
+                let mut tx = writer.begin().await?;
+                let (transaction_id, position): (i64, i64) = sqlx::query_as(
+                    "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                     values ('user', gen_random_uuid()::text, 1, 'UserRegistered', '1.0', $1, $2) \
+                     returning transaction_id::text::bigint, global_position",
+                )
+                .bind(user_registered_payload(writer_index * per_writer + n))
+                .bind(&metadata)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let committed_at = std::time::Instant::now();
+                commits.push(Commit {
+                    position: sentryops_projections::LogPosition {
+                        transaction_id,
+                        position,
+                    },
+                    committed_at,
+                    latency: committed_at - started,
+                });
+            }
+            anyhow::Ok(commits)
+        }));
+    }
+    let mut commits = Vec::new();
+    for task in tasks {
+        commits.extend(task.await??);
+    }
+    commits.sort_by_key(|commit| commit.committed_at);
+    Ok(commits)
+}
+
+/// Records when each checkpoint of `projection` on `runtime` is committed;
+/// [`lags_behind`] pairs them with the commits.
+pub fn record_checkpoints(
+    runtime: &sentryops_projections::ProjectionRuntime,
+    projection: &str,
+) -> anyhow::Result<
+    tokio::sync::mpsc::UnboundedReceiver<(sentryops_projections::LogPosition, std::time::Instant)>,
+> {
+    let mut progress = runtime
+        .subscribe(projection)
+        .ok_or_else(|| anyhow::anyhow!("{projection} does not run"))?;
+    let (seen_tx, seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while progress.changed().await.is_ok() {
+            let checkpoint = *progress.borrow_and_update();
+            if seen_tx
+                .send((checkpoint, std::time::Instant::now()))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    Ok(seen_rx)
+}
+
+/// For each commit, the time from its commit returning to the first
+/// recorded checkpoint at or past it; sorted.
+pub fn lags_behind(
+    commits: &[Commit],
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<(
+        sentryops_projections::LogPosition,
+        std::time::Instant,
+    )>,
+) -> Vec<Duration> {
+    let mut checkpoints = std::collections::BTreeMap::new();
+    while let Ok((checkpoint, at)) = seen.try_recv() {
+        checkpoints.entry(checkpoint).or_insert(at);
+    }
+    let mut lags: Vec<Duration> = commits
+        .iter()
+        .filter_map(|commit| {
+            checkpoints
+                .range(commit.position..)
+                .next()
+                .map(|(_, at)| at.saturating_duration_since(commit.committed_at))
+        })
+        .collect();
+    lags.sort();
+    lags
 }

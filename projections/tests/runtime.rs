@@ -192,9 +192,7 @@ async fn a_rebuild_stopped_midway_resumes_exactly_once() {
     sentryops_projections::runtime::ensure_checkpoint(&mut conn, projection.as_ref())
         .await
         .expect("checkpoint row");
-    catch_up(&mut conn, projection.as_ref(), 10, |_, _| {})
-        .await
-        .expect("catch up");
+    catch_up_settled(&mut conn, projection.as_ref(), 10).await;
     assert_eq!(
         applied_positions(&db.pool).await,
         all_positions_in_order(&db.pool).await
@@ -346,7 +344,7 @@ async fn a_rebuild_matches_the_live_tables_and_swaps_atomically() {
 
     let projection = AuditTimeline;
     let mut conn = db.pool.acquire().await.expect("conn").detach();
-    assert!(try_lead(&mut conn, projection.name()).await.expect("lock"));
+    lead_when_free(&mut conn, projection.name()).await;
     let outcome = rebuild_on(
         &mut conn,
         &db.pool,
@@ -628,10 +626,10 @@ async fn an_idle_catch_up_pass_uses_no_transaction_id() {
     sentryops_projections::runtime::ensure_checkpoint(&mut conn, projection.as_ref())
         .await
         .expect("row");
-    let pass = catch_up(&mut conn, projection.as_ref(), 10, |_, _| {})
-        .await
-        .expect("catch up");
-    assert_eq!(pass.applied, 3);
+    assert_eq!(
+        catch_up_settled(&mut conn, projection.as_ref(), 10).await,
+        3
+    );
     // A row lock (FOR UPDATE) would stamp the locker's xid into xmax, and
     // any write would create a new row version (xmin).
     let row_versions = || async {
@@ -747,7 +745,7 @@ async fn a_version_bump_rebuilds_what_a_fold_from_scratch_gives_while_the_old_ta
     // Version 2 starts its rebuild; one batch in, the old tables serve.
     let bumped = Bumped(AuditTimeline, 2);
     let mut conn = db.pool.acquire().await.expect("conn").detach();
-    assert!(try_lead(&mut conn, bumped.name()).await.expect("lock"));
+    lead_when_free(&mut conn, bumped.name()).await;
     let outcome = rebuild_on(
         &mut conn,
         &db.pool,

@@ -8,7 +8,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sentryops_projections::seal::exported_line;
+use sentryops_projections::seal::{exported_line, write_exported_line};
 use sentryops_projections::store::{read_settled_filtered, LogFilter, SealedEvent};
 use sentryops_projections::LogPosition;
 use sqlx::PgPool;
@@ -80,7 +80,7 @@ pub async fn export(pool: &PgPool, after: i64, format: ExportFormat) -> anyhow::
             writer.write_record(CSV_COLUMNS)?;
             Sink::Csv(Box::new(writer))
         }
-        ExportFormat::Ndjson => Sink::Ndjson(out),
+        ExportFormat::Ndjson => Sink::Ndjson(out, Vec::with_capacity(1024)),
     };
     loop {
         let events = read_settled_filtered(&mut conn, cursor, BATCH, &LogFilter::default()).await?;
@@ -100,16 +100,17 @@ pub async fn export(pool: &PgPool, after: i64, format: ExportFormat) -> anyhow::
 
 enum Sink<W: Write> {
     Csv(Box<csv::Writer<W>>),
-    Ndjson(W),
+    /// The output and the buffer each line is written into.
+    Ndjson(W, Vec<u8>),
 }
 
 impl<W: Write> Sink<W> {
     fn write(&mut self, event: SealedEvent) -> anyhow::Result<()> {
         // The stored payload, at its stored version (not upcast): the export
         // is the log as written.
-        let line = exported_line(&event)?;
         match self {
             Sink::Csv(writer) => {
+                let line = exported_line(&event)?;
                 let text = |field: &str| match &line[field] {
                     serde_json::Value::Null => String::new(),
                     serde_json::Value::String(text) => text.clone(),
@@ -117,9 +118,11 @@ impl<W: Write> Sink<W> {
                 };
                 writer.write_record(CSV_COLUMNS.map(text))?
             }
-            Sink::Ndjson(out) => {
-                serde_json::to_writer(&mut *out, &line)?;
-                out.write_all(b"\n")?;
+            Sink::Ndjson(out, line) => {
+                line.clear();
+                write_exported_line(&event, line)?;
+                line.push(b'\n');
+                out.write_all(line)?;
             }
         }
         Ok(())
@@ -128,7 +131,7 @@ impl<W: Write> Sink<W> {
     fn finish(self) -> anyhow::Result<()> {
         match self {
             Sink::Csv(mut writer) => writer.flush()?,
-            Sink::Ndjson(mut out) => out.flush()?,
+            Sink::Ndjson(mut out, _) => out.flush()?,
         }
         Ok(())
     }

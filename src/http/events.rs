@@ -10,12 +10,14 @@
 //! following `meta.next_cursor` while writers append sees every event once:
 //! an event committed late lands after the cursor, never behind it.
 
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sentryops_projections::seal::exported_line;
-use sentryops_projections::store::{self, LogFilter};
+use sentryops_projections::seal::{exported_line, write_exported_line};
+use sentryops_projections::store::{self, LogFilter, SealedEvent};
 use sentryops_projections::LogPosition;
 use serde::Deserialize;
 use serde_json::json;
@@ -29,7 +31,7 @@ use super::AppState;
 /// The most events one page holds.
 pub const MAX_PAGE: i64 = 1000;
 /// Events per read while streaming NDJSON.
-const STREAM_BATCH: i64 = 1000;
+const STREAM_BATCH: i64 = 5000;
 /// The longest accepted filter string (aggregate ids are at most a UUID,
 /// types a few dozen characters).
 const MAX_FILTER_CHARS: usize = 200;
@@ -173,64 +175,74 @@ fn stream_ndjson(
     limit: Option<i64>,
     filter: LogFilter,
 ) -> Response {
+    /// A batch being read, aborted if the response is dropped before it
+    /// is needed (the client went away).
+    struct ReadAhead(tokio::task::JoinHandle<anyhow::Result<Vec<SealedEvent>>>);
+    impl Drop for ReadAhead {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
     struct Reading {
         state: AppState,
-        cursor: LogPosition,
+        filter: Arc<LogFilter>,
         left: Option<i64>,
-        filter: LogFilter,
-        done: bool,
+        next: Option<(ReadAhead, i64)>,
     }
-    let reading = Reading {
-        state,
-        cursor: start,
-        left: limit,
-        filter,
-        done: false,
-    };
-    let lines = futures_util::stream::unfold(reading, |mut reading| async move {
-        if reading.done || reading.left == Some(0) {
-            return None;
+    // Reads one batch ahead: the next batch is read (by PostgreSQL, on the
+    // other core) while this one is encoded and sent.
+    fn read_after(reading: &mut Reading, cursor: LogPosition) {
+        if reading.left == Some(0) {
+            reading.next = None;
+            return;
         }
         let batch = reading
             .left
             .map_or(STREAM_BATCH, |left| left.min(STREAM_BATCH));
-        let read = async {
-            let mut conn = reading.state.pool.acquire().await?;
-            let events =
-                store::read_settled_filtered(&mut conn, reading.cursor, batch, &reading.filter)
-                    .await?;
-            anyhow::Ok(events)
-        };
-        let events = match read.await {
-            Ok(events) => events,
-            Err(error) => {
+        let (pool, filter) = (reading.state.pool.clone(), reading.filter.clone());
+        let task = tokio::spawn(async move {
+            let mut conn = pool.acquire().await?;
+            Ok(store::read_settled_filtered(&mut conn, cursor, batch, &filter).await?)
+        });
+        reading.next = Some((ReadAhead(task), batch));
+    }
+    let mut reading = Reading {
+        state,
+        filter: Arc::new(filter),
+        left: limit,
+        next: None,
+    };
+    read_after(&mut reading, start);
+    let lines = futures_util::stream::unfold(reading, |mut reading| async move {
+        let (mut pending, batch) = reading.next.take()?;
+        let events = match (&mut pending.0).await {
+            Ok(Ok(events)) => events,
+            Ok(Err(error)) => {
                 // The response has begun: cutting it short is all that is
                 // left; the client sees a truncated stream, not a clean end.
                 tracing::error!(%error, "streaming the event log failed");
-                reading.done = true;
+                return Some((Err(std::io::Error::other("event log read failed")), reading));
+            }
+            Err(error) => {
+                tracing::error!(%error, "the event log reader stopped");
                 return Some((Err(std::io::Error::other("event log read failed")), reading));
             }
         };
-        let last = events.last()?;
-        reading.cursor = last.event.log_position();
+        let last = events.last()?.event.log_position();
         if let Some(left) = reading.left.as_mut() {
             *left -= i64::try_from(events.len()).unwrap_or(*left);
         }
-        if i64::try_from(events.len()).unwrap_or(0) < batch {
-            reading.done = true;
+        if i64::try_from(events.len()).unwrap_or(0) == batch {
+            read_after(&mut reading, last);
         }
-        let mut chunk = Vec::with_capacity(events.len() * 256);
+        let mut chunk = Vec::with_capacity(events.len() * 512);
         for event in &events {
-            match exported_line(event)
-                .and_then(|line| Ok(serde_json::to_writer(&mut chunk, &line)?))
-            {
-                Ok(()) => chunk.push(b'\n'),
-                Err(error) => {
-                    tracing::error!(%error, "an event could not be exported");
-                    reading.done = true;
-                    return Some((Err(std::io::Error::other("event export failed")), reading));
-                }
+            if let Err(error) = write_exported_line(event, &mut chunk) {
+                tracing::error!(%error, "an event could not be exported");
+                reading.next = None;
+                return Some((Err(std::io::Error::other("event export failed")), reading));
             }
+            chunk.push(b'\n');
         }
         Some((Ok(Bytes::from(chunk)), reading))
     });

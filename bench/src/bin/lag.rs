@@ -5,14 +5,14 @@
 //!
 //! `cargo run --release -p sentryops-bench --bin lag [EVENTS_PER_S] [SECONDS]`
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sentryops_bench::{drop_database, fresh_database, quantile, user_registered_payload};
-use sentryops_events::EventMetadata;
-use sentryops_projections::{LogPosition, ProjectionRuntime, RuntimeOptions};
+use sentryops_bench::{
+    drop_database, fresh_database, lags_behind, quantile, record_checkpoints, steady_appends,
+    Commit,
+};
+use sentryops_projections::{ProjectionRuntime, RuntimeOptions};
 use sqlx::postgres::PgListener;
-use sqlx::Connection;
 use tokio::sync::mpsc;
 
 #[tokio::main]
@@ -30,18 +30,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Projected: every checkpoint the audit timeline commits, with its time.
     // (The users projection runs too and shares the database.)
-    let mut progress = runtime
-        .subscribe("audit_timeline")
-        .expect("audit_timeline runs");
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(LogPosition, Instant)>();
-    tokio::spawn(async move {
-        while progress.changed().await.is_ok() {
-            let checkpoint = *progress.borrow_and_update();
-            if seen_tx.send((checkpoint, Instant::now())).is_err() {
-                break;
-            }
-        }
-    });
+    let mut seen = record_checkpoints(&runtime, "audit_timeline")?;
 
     // Baseline: a plain listener's notification times.
     let mut listener = PgListener::connect(&url).await?;
@@ -55,34 +44,12 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let mut writer = sqlx::PgConnection::connect(&url).await?;
-    let metadata = serde_json::to_value(EventMetadata::system().to_map())?;
-    let total = rate * seconds;
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut committed: Vec<(LogPosition, Instant)> = Vec::with_capacity(total as usize);
-    for n in 0..total {
-        ticker.tick().await;
-        let mut tx = writer.begin().await?;
-        let (transaction_id, position): (i64, i64) = sqlx::query_as(
-            "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-             values ('user', gen_random_uuid()::text, 1, 'UserRegistered', '1.0', $1, $2) \
-             returning transaction_id::text::bigint, global_position",
-        )
-        .bind(user_registered_payload(n))
-        .bind(&metadata)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        committed.push((
-            LogPosition {
-                transaction_id,
-                position,
-            },
-            Instant::now(),
-        ));
-    }
-    let last = committed.last().expect("events").0;
+    let committed = steady_appends(&url, rate, seconds, 1).await?;
+    let last = committed
+        .iter()
+        .map(|commit| commit.position)
+        .max()
+        .expect("events");
     anyhow::ensure!(
         runtime.wait_for(last, Duration::from_secs(30)).await,
         "projection did not catch up"
@@ -90,20 +57,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     runtime.stop().await;
 
-    let mut checkpoints = BTreeMap::new();
-    while let Ok((checkpoint, at)) = seen_rx.try_recv() {
-        checkpoints.entry(checkpoint).or_insert(at);
-    }
-    let mut lags: Vec<Duration> = committed
-        .iter()
-        .filter_map(|(position, committed_at)| {
-            checkpoints
-                .range(*position..)
-                .next()
-                .map(|(_, projected_at)| projected_at.saturating_duration_since(*committed_at))
-        })
-        .collect();
-    lags.sort();
+    let lags = lags_behind(&committed, &mut seen);
     let mut notifications = Vec::new();
     while let Ok(at) = notified_rx.try_recv() {
         notifications.push(at);
@@ -111,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     // Pair each commit with the first notification at or after it.
     let mut baseline: Vec<Duration> = Vec::new();
     let mut next = 0;
-    for (_, committed_at) in &committed {
+    for Commit { committed_at, .. } in &committed {
         while next < notifications.len()
             && notifications[next] + Duration::from_micros(200) < *committed_at
         {

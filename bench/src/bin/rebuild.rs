@@ -7,9 +7,8 @@
 use std::time::Instant;
 
 use sentryops_bench::{
-    drop_database, fresh_database, peak_rss_mib, rss_mib, user_registered_payload,
+    drop_database, fresh_database, peak_rss_mib, rss_mib, seed_user_registered_events,
 };
-use sentryops_events::EventMetadata;
 use sentryops_projections::audit_timeline::AuditTimeline;
 use sentryops_projections::rebuild::{rebuild_on, RebuildOutcome};
 use sentryops_projections::runtime::try_lead;
@@ -27,30 +26,8 @@ async fn main() -> anyhow::Result<()> {
         .map_or(Ok(1_000_000), |s| s.parse())?;
     let (_, pool) = fresh_database("rebuild", 4).await?;
 
-    // Seed in transactions of 10,000 events, through SQL so this process
-    // never holds the log in memory.
     let seed_started = Instant::now();
-    let payload = user_registered_payload(0);
-    let metadata = serde_json::to_value(EventMetadata::system().to_map())?;
-    let mut seeded = 0u64;
-    while seeded < events {
-        let chunk = (events - seeded).min(10_000);
-        sqlx::query(
-            "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-             select 'user', gen_random_uuid()::text, 1, 'UserRegistered', '1.0', \
-                    jsonb_set($1, '{UserRegistered,email}', to_jsonb('user' || i || '@bench.example')), \
-                    jsonb_set($2, '{request_id}', to_jsonb('req-' || i)) \
-             from generate_series($3::bigint, $4::bigint) as i",
-        )
-        .bind(&payload)
-        .bind(&metadata)
-        .bind(seeded as i64 + 1)
-        .bind((seeded + chunk) as i64)
-        .execute(&pool)
-        .await?;
-        seeded += chunk;
-    }
-    sqlx::query("vacuum analyze events").execute(&pool).await?;
+    seed_user_registered_events(&pool, events).await?;
     eprintln!(
         "seeded {events} events in {:.1} s",
         seed_started.elapsed().as_secs_f64()

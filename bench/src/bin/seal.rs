@@ -5,17 +5,15 @@
 //!
 //! `cargo run --release -p sentryops-bench --bin seal [EVENTS]`
 
-use std::io::Write;
 use std::time::Instant;
 
-use sentryops_bench::{drop_database, fresh_database, peak_rss_mib, user_registered_payload};
-use sentryops_events::EventMetadata;
+use sentryops_bench::{
+    drop_database, export_log, fresh_database, peak_rss_mib, seed_user_registered_events,
+};
 use sentryops_projections::runtime::{catch_up, ensure_checkpoint};
 use sentryops_projections::seal::checkpoint::SealKey;
 use sentryops_projections::seal::verify::{verify_database, verify_export};
-use sentryops_projections::seal::{exported_line, SealOptions, Sealer};
-use sentryops_projections::store::{read_settled_filtered, LogFilter};
-use sentryops_projections::LogPosition;
+use sentryops_projections::seal::{SealOptions, Sealer};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,29 +22,7 @@ async fn main() -> anyhow::Result<()> {
         .map_or(Ok(1_000_000), |s| s.parse())?;
     let (_, pool) = fresh_database("seal", 4).await?;
 
-    // Seed as the rebuild benchmark does: UserRegistered payloads (each
-    // with a password hash to seal as a digest) and full metadata.
-    let payload = user_registered_payload(0);
-    let metadata = serde_json::to_value(EventMetadata::system().to_map())?;
-    let mut seeded = 0u64;
-    while seeded < events {
-        let chunk = (events - seeded).min(10_000);
-        sqlx::query(
-            "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-             select 'user', gen_random_uuid()::text, 1, 'UserRegistered', '1.0', \
-                    jsonb_set($1, '{UserRegistered,email}', to_jsonb('user' || i || '@bench.example')), \
-                    jsonb_set($2, '{request_id}', to_jsonb('req-' || i)) \
-             from generate_series($3::bigint, $4::bigint) as i",
-        )
-        .bind(&payload)
-        .bind(&metadata)
-        .bind(seeded as i64 + 1)
-        .bind((seeded + chunk) as i64)
-        .execute(&pool)
-        .await?;
-        seeded += chunk;
-    }
-    sqlx::query("vacuum analyze events").execute(&pool).await?;
+    seed_user_registered_events(&pool, events).await?;
 
     // Sealing: the projection's own catch-up, batches of 1,000, a signed
     // checkpoint every 1,000 events.
@@ -75,21 +51,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     let started = Instant::now();
     let mut out = std::io::BufWriter::new(std::fs::File::create(&export_file)?);
-    let mut cursor = LogPosition::START;
-    let mut exported = 0u64;
-    loop {
-        let batch = read_settled_filtered(&mut conn, cursor, 5000, &LogFilter::default()).await?;
-        let Some(last) = batch.last().map(|sealed| sealed.event.log_position()) else {
-            break;
-        };
-        for sealed in &batch {
-            serde_json::to_writer(&mut out, &exported_line(sealed)?)?;
-            out.write_all(b"\n")?;
-        }
-        exported += batch.len() as u64;
-        cursor = last;
-    }
-    out.flush()?;
+    let exported = export_log(&mut conn, &mut out).await?;
     drop(out);
     let export_seconds = started.elapsed().as_secs_f64();
 

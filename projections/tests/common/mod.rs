@@ -180,6 +180,52 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// Takes leadership of `name` on `conn` once it is free. A stopped runtime's
+/// leader connections are dropped, and their backends (which hold the
+/// advisory locks until they exit) end a moment later.
+pub async fn lead_when_free(conn: &mut sqlx::PgConnection, name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sentryops_projections::runtime::try_lead(conn, name)
+        .await
+        .expect("lock")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leadership of {name} never came free"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Catches `projection` up until nothing committed is left unsettled, and
+/// returns how many events it applied. Right after [`wait_settled`] one pass
+/// can still come up short: the horizon is computed afresh by every read,
+/// and sits lower for a moment when an older transaction elsewhere ends
+/// while it is computed.
+pub async fn catch_up_settled(
+    conn: &mut sqlx::PgConnection,
+    projection: &dyn sentryops_projections::Projection,
+    batch_size: i64,
+) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut applied = 0;
+    loop {
+        let pass =
+            sentryops_projections::runtime::catch_up(conn, projection, batch_size, |_, _| {})
+                .await
+                .expect("catch up");
+        applied += pass.applied;
+        if !pass.unsettled {
+            return applied;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "committed events never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Closes a connection the way a crashed runner's ends, and waits until its
 /// backend is gone: PostgreSQL releases a session's advisory locks only when
 /// the backend exits, a moment after the client hangs up.
