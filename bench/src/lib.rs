@@ -144,6 +144,26 @@ pub async fn export_log(
     Ok(exported)
 }
 
+/// Logs in to the service at `base` and returns the access token.
+pub async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "email": email, "password": password }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(login["data"]["access_token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("login failed: {login}"))?
+        .to_string())
+}
+
 /// Starts the service on a runtime (and threads) of its own, so that the
 /// load generator's scheduling does not share its workers; returns its
 /// address, its state, and the sender that stops it.

@@ -58,17 +58,7 @@ async fn start(label: &str) -> anyhow::Result<Service> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({ "email": EMAIL, "password": PASSWORD }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["data"]["access_token"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("login failed: {login}"))?
-        .to_string();
+    let token = sentryops_bench::login(&client, &base, EMAIL, PASSWORD).await?;
     Ok(Service {
         base,
         state,

@@ -160,17 +160,7 @@ async fn bench(assets: u64, rounds: u32) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({ "email": EMAIL, "password": PASSWORD }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["data"]["access_token"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("login failed: {login}"))?
-        .to_string();
+    let token = sentryops_bench::login(&client, &base, EMAIL, PASSWORD).await?;
 
     for round in 1..=rounds {
         // Baseline: the fold alone.

@@ -21,7 +21,6 @@ use sentryops_bench::{
 };
 use sentryops_projections::seal::checkpoint::SealKey;
 use sentryops_projections::LogPosition;
-use serde_json::{json, Value};
 
 const EMAIL: &str = "bench-admin@sentryops.example";
 const PASSWORD: &str = "bench-admin-password-1";
@@ -88,17 +87,7 @@ async fn main() -> anyhow::Result<()> {
     drop(conn);
 
     let client = reqwest::Client::new();
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({ "email": EMAIL, "password": PASSWORD }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["data"]["access_token"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("login failed: {login}"))?
-        .to_string();
+    let token = sentryops_bench::login(&client, &base, EMAIL, PASSWORD).await?;
 
     let stored_for_stream = stored_events(&pool).await?;
     let rss_before = rss_mib().unwrap_or(0.0);
